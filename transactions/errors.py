@@ -1,0 +1,77 @@
+"""One place that turns every API error into the same JSON shape:
+
+    {"error": "<code>", "message": "<human text>", "fields": {"<field>": ["..."]}}
+
+`fields` is present only for validation errors.
+"""
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The service cannot store requests right now; retry later."
+    default_code = "service_unavailable"
+
+
+def error_body(code: str, message: str, fields: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if fields is not None:
+        body["fields"] = fields
+    return body
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is unreachable: nothing was stored, so the sender must retry.
+        logger.warning("database unavailable: %s", exc.__class__.__name__)
+        exc = ServiceUnavailable()
+    elif isinstance(exc, DatabaseError):
+        logger.exception("database error")
+        exc = ServiceUnavailable()
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None  # An unexpected error: Django's handler500 answers with JSON.
+
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = error_body("invalid_payload", "The request body is invalid.", fields)
+    else:
+        # DRF has already turned Http404 and PermissionDenied into {"detail": ErrorDetail}.
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+        response.data = error_body(getattr(detail, "code", None) or "error", str(detail))
+    if response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
+        response["Retry-After"] = str(settings.RETRY_AFTER_SECONDS)
+    return response
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(error_body("server_error", "Internal server error."), status=500)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("bad_request", "Bad request."), status=400)

@@ -1,0 +1,28 @@
+import os
+from typing import Any
+
+from django_q.cluster import Cluster
+from django_q.management.commands import qcluster
+
+from transactions import shutdown
+
+
+class GracefulCluster(Cluster):
+    def sig_handler(self, signum: int, frame: Any) -> None:
+        # Tell running processing tasks first, so they stop taking new transactions
+        # and finish (or hand back) their calls while django-q2 drains its workers.
+        shutdown.request()
+        super().sig_handler(signum, frame)
+
+
+class Command(qcluster.Command):
+    help = "Starts the django-q2 cluster that processes transactions. Stop it with SIGTERM to this process."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        shutdown.install()
+        if options.get("cluster_name"):
+            os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
+        cluster = GracefulCluster()
+        cluster.start()
+        if options.get("run_once"):
+            cluster.stop()

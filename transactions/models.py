@@ -1,0 +1,92 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+
+class Status(models.TextChoices):
+    PROCESSING = "PROCESSING", "Processing"
+    PROCESSED = "PROCESSED", "Processed"
+    FAILED = "FAILED", "Failed"
+
+
+# Amounts up to 999,999,999,999.99: 14 digits, so every stored amount is also exact
+# as a JSON (double) number.
+AMOUNT_MAX_DIGITS = 14
+AMOUNT_DECIMAL_PLACES = 2
+IDENTIFIER_MAX_LENGTH = 64
+
+
+class TransactionQuerySet(models.QuerySet):
+    def due(self) -> "TransactionQuerySet":
+        """Transactions waiting for processing that no live worker holds a claim on."""
+        return self.filter(
+            Q(leased_until__isnull=True) | Q(leased_until__lt=Now()),
+            status=Status.PROCESSING,
+            next_attempt_at__lte=Now(),
+        )
+
+
+class Transaction(models.Model):
+    """A payment transaction received by webhook; also the work item for processing.
+
+    A row in PROCESSING is pending work. A worker claims it by setting a lease
+    (`lease_token`, `leased_until`) with a conditional update, calls the external API,
+    and records the outcome only while it still holds the lease.
+    """
+
+    # Sent to the external API as its idempotency key.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    transaction_id = models.CharField(max_length=IDENTIFIER_MAX_LENGTH, unique=True)
+    source_account = models.CharField(max_length=IDENTIFIER_MAX_LENGTH)
+    destination_account = models.CharField(max_length=IDENTIFIER_MAX_LENGTH)
+    amount = models.DecimalField(max_digits=AMOUNT_MAX_DIGITS, decimal_places=AMOUNT_DECIMAL_PLACES)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=Status.choices, db_default=Status.PROCESSING)
+    # The first delivery's body, as received.
+    payload = models.JSONField(default=dict)
+
+    # Deliveries of this transaction_id, the first included; senders retry.
+    delivery_count = models.PositiveIntegerField(db_default=1)
+    # Set when a later delivery carried different fields than the stored (first) one.
+    has_conflict = models.BooleanField(db_default=False)
+
+    # Processing attempts since the last (re)start, and the error of the latest failure.
+    attempts = models.PositiveSmallIntegerField(db_default=0)
+    last_error = models.TextField(blank=True, db_default="")
+    next_attempt_at = models.DateTimeField(db_default=Now())
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    leased_until = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(db_default=Now())
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TransactionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["-created_at"], name="txn_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="txn_status_created_idx"),
+            # The workers' "what is due" scan only ever looks at pending rows.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="txn_pending_due_idx",
+                condition=Q(status=Status.PROCESSING),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=Status.values), name="txn_status_valid"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="txn_amount_positive"),
+            # processed_at is set exactly when (and only when) the row is PROCESSED.
+            models.CheckConstraint(
+                condition=Q(status=Status.PROCESSED, processed_at__isnull=False)
+                | (~Q(status=Status.PROCESSED) & Q(processed_at__isnull=True)),
+                name="txn_processed_at_iff_processed",
+            ),
+            models.CheckConstraint(condition=Q(delivery_count__gte=1), name="txn_delivery_count_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.transaction_id

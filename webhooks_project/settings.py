@@ -1,0 +1,228 @@
+"""Settings for the webhook service.
+
+Every setting that differs between deployments is read from the environment here,
+and nowhere else. Defaults are the safe production choice; the one embedded default
+is SQLite, so a newcomer can run the service with nothing else installed.
+A `.env` file beside manage.py is read too (it never overrides the real environment).
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")
+
+# --- Core -------------------------------------------------------------------------
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
+            "(`make run` writes one into .env for local use)."
+        )
+    SECRET_KEY = "insecure-development-only-key"  # noqa: S105 (DEBUG only)
+
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    # Before django_q, so that our `qcluster` command (graceful shutdown) wins.
+    "transactions",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webhooks_project.urls"
+WSGI_APPLICATION = "webhooks_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# The admin's URL prefix; moving it off /admin/ cuts down on drive-by login attempts.
+ADMIN_URL = env.str("DJANGO_ADMIN_URL", default="admin/").strip("/") + "/"
+
+# --- Database ---------------------------------------------------------------------
+
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    # Fail fast when the database is unreachable, so a webhook gets a quick 503
+    # (and the sender retries) rather than a hung request.
+    _db.setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3)
+    )
+    _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
+elif _db["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the workers write at the same time: WAL lets readers go on,
+    # IMMEDIATE transactions and a busy timeout make writers queue instead of failing.
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth, i18n, static files -----------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        # Tests and DEBUG runs work without `collectstatic`; production serves the
+        # compressed, hashed files that `collectstatic` wrote.
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        ),
+    },
+}
+
+# --- HTTP API ---------------------------------------------------------------------
+
+# Webhook bodies are small; anything larger is refused before it is read.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("WEBHOOK_MAX_BODY_BYTES", default=64 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["transactions.parsers.StrictJSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "transactions.errors.api_exception_handler",
+}
+
+# Seconds a sender is told to wait before retrying when the database is unavailable.
+RETRY_AFTER_SECONDS = env.int("RETRY_AFTER_SECONDS", default=5)
+
+# --- Processing -------------------------------------------------------------------
+# The external call is simulated: it waits PROCESSING_DELAY_SECONDS. The other
+# numbers are derived from it so that they stay consistent when it changes.
+
+PROCESSING_DELAY_SECONDS = env.float("PROCESSING_DELAY_SECONDS", default=30.0)
+# Fraction (0..1) of external calls that fail, for tests and demos of the retry path.
+PROCESSING_FAILURE_RATE = env.float("PROCESSING_FAILURE_RATE", default=0.0)
+# An external call that takes longer than this is abandoned and counted as failed.
+PROCESSING_CALL_TIMEOUT_SECONDS = env.float(
+    "PROCESSING_CALL_TIMEOUT_SECONDS", default=PROCESSING_DELAY_SECONDS + 15
+)
+# A claim on a transaction expires this long after it was taken. It must outlast the
+# call timeout, so that a live worker's call is never duplicated by another worker;
+# it bounds how long a transaction waits after its worker was killed.
+PROCESSING_LEASE_SECONDS = env.float("PROCESSING_LEASE_SECONDS", default=PROCESSING_CALL_TIMEOUT_SECONDS + 15)
+if PROCESSING_LEASE_SECONDS <= PROCESSING_CALL_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured("PROCESSING_LEASE_SECONDS must exceed PROCESSING_CALL_TIMEOUT_SECONDS.")
+# External calls one worker process keeps in flight at once.
+PROCESSING_CONCURRENCY = env.int("PROCESSING_CONCURRENCY", default=250)
+# Attempts before a transaction is marked FAILED; retries wait BACKOFF * 2**(n-1) seconds.
+PROCESSING_MAX_ATTEMPTS = env.int("PROCESSING_MAX_ATTEMPTS", default=5)
+PROCESSING_RETRY_BACKOFF_SECONDS = env.float("PROCESSING_RETRY_BACKOFF_SECONDS", default=2.0)
+# How often a busy worker looks for newly arrived transactions.
+PROCESSING_POLL_SECONDS = env.float("PROCESSING_POLL_SECONDS", default=0.5)
+# A worker with nothing in flight keeps looking this long before it frees itself.
+PROCESSING_IDLE_SECONDS = env.float("PROCESSING_IDLE_SECONDS", default=5.0)
+# A worker takes new transactions for at most this long per task, then finishes its
+# calls and hands over to a fresh task; this keeps each task's run time bounded.
+PROCESSING_CLAIM_WINDOW_SECONDS = env.float("PROCESSING_CLAIM_WINDOW_SECONDS", default=60.0)
+# On shutdown, calls in flight get this long to finish; the rest are handed back.
+PROCESSING_SHUTDOWN_GRACE_SECONDS = env.float("PROCESSING_SHUTDOWN_GRACE_SECONDS", default=10.0)
+# A web process wakes the workers at most this often; the periodic sweep is the backstop.
+PROCESSING_WAKEUP_INTERVAL_SECONDS = env.float("PROCESSING_WAKEUP_INTERVAL_SECONDS", default=1.0)
+
+# One processing task runs for at most claim window + lease. django-q2 must not kill
+# it before that (timeout), nor hand it out again while it runs (retry > timeout).
+_task_timeout = int(PROCESSING_CLAIM_WINDOW_SECONDS + PROCESSING_LEASE_SECONDS + 30)
+QCLUSTER_WORKERS = env.int("QCLUSTER_WORKERS", default=4)
+Q_CLUSTER = {
+    "name": "transactions",
+    # The broker must use the same alias as the Transaction model (see README).
+    "orm": "default",
+    "workers": QCLUSTER_WORKERS,
+    "timeout": _task_timeout,
+    "retry": _task_timeout + 60,
+    # A processing task is never retried by django-q2: the transactions it held are
+    # recovered by their leases and the sweep, which is the retry that matters.
+    "max_attempts": 1,
+    "ack_failures": True,
+    # The transactions table is the record of outcomes; storing every successful
+    # task would only add a write (and django-q2's pruning lock) per task.
+    "save_limit": -1,
+    "queue_limit": QCLUSTER_WORKERS,
+    "catch_up": False,
+    "poll": 0.2,
+    "label": "Task queue",
+}
+
+# --- Logging ----------------------------------------------------------------------
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "transactions": {"level": LOG_LEVEL},
+        # django-q2 logs every enqueue and every task at INFO: too much for a hot path.
+        "django-q": {"level": env.str("DJANGO_Q_LOG_LEVEL", default="WARNING")},
+    },
+}
