@@ -1,5 +1,8 @@
 import uuid
+from decimal import Decimal
+from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -16,6 +19,15 @@ class Status(models.TextChoices):
 AMOUNT_MAX_DIGITS = 14
 AMOUNT_DECIMAL_PLACES = 2
 IDENTIFIER_MAX_LENGTH = 64
+
+
+class PayloadEncoder(DjangoJSONEncoder):
+    """Stores the body's numbers (parsed as Decimal to keep amounts exact) as JSON numbers."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, Decimal):
+            return float(o)
+        return super().default(o)
 
 
 class TransactionQuerySet(models.QuerySet):
@@ -45,7 +57,7 @@ class Transaction(models.Model):
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=10, choices=Status.choices, db_default=Status.PROCESSING)
     # The first delivery's body, as received.
-    payload = models.JSONField(default=dict)
+    payload = models.JSONField(default=dict, encoder=PayloadEncoder)
 
     # Deliveries of this transaction_id, the first included; senders retry.
     delivery_count = models.PositiveIntegerField(db_default=1)

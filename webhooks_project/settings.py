@@ -102,6 +102,8 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    # A file, not memory, so that end-to-end tests' server processes share it.
+    _db.setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / "test_db.sqlite3"))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -5,6 +5,7 @@ from django_q.cluster import Cluster
 from django_q.management.commands import qcluster
 
 from transactions import shutdown
+from transactions.tasks import ensure_sweep_schedule
 
 
 class GracefulCluster(Cluster):
@@ -19,6 +20,7 @@ class Command(qcluster.Command):
     help = "Starts the django-q2 cluster that processes transactions. Stop it with SIGTERM to this process."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        ensure_sweep_schedule()
         shutdown.install()
         if options.get("cluster_name"):
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]

@@ -1,0 +1,31 @@
+"""Small builders for test data, so no test copies another's setup."""
+
+import itertools
+from decimal import Decimal
+from typing import Any
+
+from transactions import services
+from transactions.models import Transaction
+
+_ids = itertools.count(1)
+
+
+def webhook_body(**overrides: Any) -> dict[str, Any]:
+    """A valid webhook body with a fresh transaction_id; override any field."""
+    body = {
+        "transaction_id": f"txn_{next(_ids):06d}",
+        "source_account": "acc_user_1",
+        "destination_account": "acc_merchant_1",
+        "amount": 1500,
+        "currency": "INR",
+    }
+    body.update(overrides)
+    return body
+
+
+def stored_transaction(**overrides: Any) -> Transaction:
+    """A transaction stored the way a webhook stores it (through the service)."""
+    body = webhook_body(**overrides)
+    data = dict(body, amount=Decimal(str(body["amount"])))
+    services.ingest_transaction(data=data, payload=body)
+    return Transaction.objects.get(transaction_id=body["transaction_id"])
