@@ -5,6 +5,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from tests.processes import ServiceProcesses
 from transactions import services
 
 
@@ -34,10 +35,10 @@ def is_postgres() -> bool:
 
 
 @pytest.fixture
-def service(transactional_db: None, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator["ServiceProcesses"]:
+def service(
+    transactional_db: None, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ServiceProcesses]:
     """Real gunicorn + qcluster processes against the test database (start them yourself)."""
-    from tests.processes import ServiceProcesses
-
     processes = ServiceProcesses(tmp_path)
     yield processes
     processes.close()

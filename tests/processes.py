@@ -5,6 +5,7 @@ does, against the test database (which the test must commit to: use
 `transactional_db`), and always kills whatever is left at teardown.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -37,7 +38,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
@@ -121,10 +124,10 @@ class ServiceProcesses:
             if proc.poll() is None:
                 self.stop(proc, timeout=30)
         for proc in self.procs:  # and anything the main processes left behind
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def logs(self) -> str:
-        return "\n".join(f"== {p.log_path}\n{Path(p.log_path).read_text(errors='replace')}" for p in self.procs)
+        return "\n".join(
+            f"== {p.log_path}\n{Path(p.log_path).read_text(errors='replace')}" for p in self.procs
+        )

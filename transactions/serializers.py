@@ -5,9 +5,10 @@ from typing import Any
 
 import pycountry
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, IDENTIFIER_MAX_LENGTH, Transaction
+from .models import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, IDENTIFIER_MAX_LENGTH, Status, Transaction
 
 # Identifiers are printable and URL-safe, so `GET /v1/transactions/{id}` can always
 # address what was accepted; this also shuts out whitespace, control and NUL characters.
@@ -32,6 +33,7 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "string", "pattern": f"^{IDENTIFIER_PATTERN}$", "example": "txn_abc123"})
 class IdentifierField(StrictCharField):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", IDENTIFIER_MAX_LENGTH)
@@ -40,6 +42,15 @@ class IdentifierField(StrictCharField):
         self.validators.append(identifier_validator)
 
 
+@extend_schema_field(
+    {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 999999999999.99,
+        "description": "A JSON number with at most two decimal places; never a string.",
+        "example": 1500,
+    }
+)
 class AmountField(serializers.DecimalField):
     """A positive JSON number with at most two decimal places, kept exact.
 
@@ -66,6 +77,7 @@ class AmountField(serializers.DecimalField):
         return int(value) if value == value.to_integral_value() else float(value)
 
 
+@extend_schema_field({"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217", "example": "INR"})
 class CurrencyField(StrictCharField):
     default_error_messages = {"unknown": "Must be an ISO 4217 currency code, such as USD or INR."}
 
@@ -118,9 +130,28 @@ class TransactionWebhookSerializer(serializers.Serializer):
         return attrs
 
 
+class ErrorSerializer(serializers.Serializer):
+    """The shape of every error answer (see transactions/errors.py)."""
+
+    error = serializers.CharField(help_text="A stable, machine-readable code.")
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors by field name; only for invalid_payload.",
+    )
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["HEALTHY", "UNHEALTHY"])
+    current_time = serializers.DateTimeField()
+
+
 class WebhookAcceptedSerializer(serializers.Serializer):
     transaction_id = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=Status.choices, help_text="The stored transaction's current status."
+    )
 
 
 class TransactionSerializer(serializers.ModelSerializer):

@@ -1,6 +1,7 @@
 from django.db import connection
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -8,7 +9,25 @@ from rest_framework.views import APIView
 
 from . import services
 from .models import Transaction
-from .serializers import TransactionSerializer, TransactionWebhookSerializer, WebhookAcceptedSerializer
+from .serializers import (
+    ErrorSerializer,
+    HealthSerializer,
+    TransactionSerializer,
+    TransactionWebhookSerializer,
+    WebhookAcceptedSerializer,
+)
+
+EXAMPLE_WEBHOOK = {
+    "transaction_id": "txn_abc123",
+    "source_account": "acc_user_1",
+    "destination_account": "acc_merchant_1",
+    "amount": 1500,
+    "currency": "INR",
+}
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
 
 
 def _utc_now_iso() -> str:
@@ -16,8 +35,12 @@ def _utc_now_iso() -> str:
 
 
 class HealthView(APIView):
-    """200 HEALTHY when the database answers, else 503 UNHEALTHY."""
-
+    @extend_schema(
+        summary="Health check",
+        description="200 HEALTHY when the database answers, else 503 UNHEALTHY.",
+        responses={200: HealthSerializer, 503: HealthSerializer},
+        examples=[OpenApiExample("Healthy", {"status": "HEALTHY", "current_time": "2024-01-15T10:30:00Z"})],
+    )
     def get(self, request: Request) -> Response:
         try:
             with connection.cursor() as cursor:
@@ -34,6 +57,31 @@ class HealthView(APIView):
 class TransactionWebhookView(APIView):
     """Validate, store once, acknowledge. Processing happens in the workers."""
 
+    @extend_schema(
+        summary="Receive a transaction webhook",
+        description=(
+            "Stores the transaction once and answers 202 at once; it is processed in the "
+            "background. Redeliveries of the same transaction_id also get 202 and change nothing "
+            "but the delivery count (a redelivery with different fields is flagged as a conflict)."
+        ),
+        request=TransactionWebhookSerializer,
+        responses={
+            202: WebhookAcceptedSerializer,
+            400: _error("Malformed JSON, or an invalid field (named in `fields`)."),
+            413: _error("Body larger than the limit (64 KiB by default)."),
+            415: _error("Content-Type is not application/json."),
+            503: _error("The database is unavailable; retry after the Retry-After header's seconds."),
+        },
+        examples=[
+            OpenApiExample("Webhook", EXAMPLE_WEBHOOK, request_only=True),
+            OpenApiExample(
+                "Accepted",
+                {"transaction_id": "txn_abc123", "status": "PROCESSING"},
+                response_only=True,
+                status_codes=["202"],
+            ),
+        ],
+    )
     def post(self, request: Request) -> Response:
         # Reading the raw body first applies the size limit before anything is parsed.
         request.body  # noqa: B018
@@ -44,6 +92,22 @@ class TransactionWebhookView(APIView):
 
 
 class TransactionDetailView(APIView):
+    @extend_schema(
+        summary="A transaction and its processing status",
+        responses={200: TransactionSerializer, 404: _error("No transaction with this transaction_id.")},
+        examples=[
+            OpenApiExample(
+                "Processed",
+                {
+                    **EXAMPLE_WEBHOOK,
+                    "status": "PROCESSED",
+                    "created_at": "2024-01-15T10:30:00.123456Z",
+                    "processed_at": "2024-01-15T10:30:30.456789Z",
+                },
+                response_only=True,
+            )
+        ],
+    )
     def get(self, request: Request, transaction_id: str) -> Response:
         txn = get_object_or_404(Transaction, transaction_id=transaction_id)
         return Response(TransactionSerializer(txn).data)
