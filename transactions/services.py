@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet
 from django.db.models.functions import Now
 from django_q.tasks import async_task
 
@@ -214,11 +214,27 @@ def release_claims(claims: Iterable[Claim]) -> int:
 
 
 def retry_transactions(*, pks: Iterable[Any]) -> int:
-    """Send FAILED transactions back for processing, with a fresh set of attempts."""
-    count = Transaction.objects.filter(pk__in=list(pks), status=Status.FAILED).update(
-        status=Status.PROCESSING, attempts=0, next_attempt_at=Now(), lease_token=None, leased_until=None
+    """Send FAILED and stuck transactions back for processing, with a fresh set of attempts.
+
+    Stuck means PROCESSING with an expired claim. Its old worker, should it still be
+    alive, can no longer record anything (it lost the lease), and the external call
+    is idempotent by the transaction's key, so taking it over is safe. Rows that are
+    neither are left alone; the count says how many were sent back.
+    """
+    count = (
+        Transaction.objects.retryable()
+        # A queryset stays a subquery: "select all" over a million rows loads no ids.
+        .filter(pk__in=pks if isinstance(pks, QuerySet) else list(pks))
+        .update(
+            status=Status.PROCESSING,
+            attempts=0,
+            next_attempt_at=Now(),
+            lease_token=None,
+            leased_until=None,
+        )
     )
     if count:
+        logger.info("staff sent %d transaction(s) back for processing", count)
         transaction.on_commit(wake_workers)
     return count
 

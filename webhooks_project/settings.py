@@ -251,3 +251,7 @@ LOGGING = {
         "django-q": {"level": env.str("DJANGO_Q_LOG_LEVEL", default="WARNING")},
     },
 }
+
+# --- Back office and operability (admin, logs, metrics) ---------------------------
+
+INSTALLED_APPS += ["django.contrib.humanize"]
