@@ -316,8 +316,8 @@ class TransactionAdmin(admin.ModelAdmin):
         level = messages.SUCCESS if count else messages.WARNING
         self.message_user(
             request,
-            f"{count} transaction(s) sent back for processing; "
-            "only FAILED and stuck (claim expired) transactions are retried.",
+            f"{count} transaction(s) sent back for processing. "
+            "Only FAILED and stuck (claim expired) transactions are retried.",
             level,
         )
 
