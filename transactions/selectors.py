@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Min, QuerySet
 from django_q.models import OrmQ
 
@@ -87,3 +88,25 @@ def queue_depth() -> QueueDepth:
         due_transactions=Transaction.objects.due().count(),
         queued_tasks=OrmQ.objects.count(),
     )
+
+
+_migrations_applied = False
+
+
+def readiness() -> dict[str, str]:
+    """Whether this instance can serve: the database answers, and its schema is current."""
+    global _migrations_applied
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:
+        return {"database": f"unavailable ({type(exc).__name__})", "migrations": "unknown"}
+    checks = {"database": "ok", "migrations": "ok"}
+    if not _migrations_applied:  # once true it stays true for this process
+        executor = MigrationExecutor(connection)
+        unapplied = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if unapplied:
+            checks["migrations"] = f"{len(unapplied)} unapplied"
+        else:
+            _migrations_applied = True
+    return checks

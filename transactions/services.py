@@ -21,6 +21,7 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet
 from django.db.models.functions import Now
 from django_q.tasks import async_task
 
+from . import metrics
 from .models import Status, Transaction
 
 logger = logging.getLogger(__name__)
@@ -92,11 +93,14 @@ def ingest_transaction(*, data: Mapping[str, Any], payload: Mapping[str, Any]) -
     incoming = (data["source_account"], data["destination_account"], data["amount"], data["currency"])
     stored[2] = Decimal(str(stored[2]))  # SQLite hands the amount back as a float
     conflict = not created and tuple(stored) != incoming
+    metrics.WEBHOOKS_RECEIVED.labels(result="new" if created else "duplicate").inc()
     if conflict:
+        metrics.WEBHOOKS_CONFLICTING.inc()
         logger.warning(
             "conflicting duplicate webhook transaction_id=%s delivery=%d: kept the first version",
             data["transaction_id"],
             delivery_count,
+            extra={"transaction_id": data["transaction_id"]},
         )
     if created:
         wake_workers()
@@ -170,10 +174,11 @@ def mark_processed(claim: Claim) -> bool:
     updated = _held(claim).update(
         status=Status.PROCESSED, processed_at=Now(), lease_token=None, leased_until=None, last_error=""
     )
+    extra = {"transaction_id": claim.transaction_id}
     if updated:
-        logger.info("processed transaction_id=%s", claim.transaction_id)
+        logger.info("processed transaction_id=%s", claim.transaction_id, extra=extra)
     else:
-        logger.warning("lost the claim before recording transaction_id=%s", claim.transaction_id)
+        logger.warning("lost the claim before recording transaction_id=%s", claim.transaction_id, extra=extra)
     return bool(updated)
 
 
@@ -198,6 +203,7 @@ def record_failure(claim: Claim, error: str) -> str | None:
         claim.transaction_id,
         "giving up" if new_status == Status.FAILED else "will retry",
         error,
+        extra={"transaction_id": claim.transaction_id},
     )
     return new_status
 
