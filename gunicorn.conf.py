@@ -13,3 +13,38 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 # Each worker opens its own database connection after the fork.
 preload_app = False
+
+# gunicorn's own lines in the same shape as the service's (see LOG_FORMAT in settings.py).
+_debug = os.environ.get("DJANGO_DEBUG", "0").lower() in ("1", "true", "yes", "on")
+if os.environ.get("LOG_FORMAT", "text" if _debug else "json") == "json":
+    _handler = {"class": "logging.StreamHandler", "formatter": "json"}
+    logconfig_dict = {
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            }
+        },
+        "handlers": {
+            "console": {**_handler, "stream": "ext://sys.stdout"},
+            "error_console": {**_handler, "stream": "ext://sys.stderr"},
+        },
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+            # Off unless GUNICORN_ACCESS_LOG asks for it, as without this dict.
+            "gunicorn.access": {
+                "level": "INFO" if accesslog else "WARNING",
+                "handlers": ["console"],
+                "propagate": False,
+            },
+        },
+    }
+
+
+def child_exit(server: object, worker: object) -> None:
+    # Prometheus multiprocess mode (transactions/metrics.py): drop a dead worker's live gauges.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -298,6 +298,8 @@ LOGGING["handlers"]["console"] = {
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # prometheus_client reads this variable itself; see transactions/metrics.py.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 # django-prometheus would query every database at start to count unapplied migrations.
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
