@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-postgres test-sqlite lint format superuser
+.PHONY: setup run test test-postgres test-sqlite lint format superuser openapi
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +51,7 @@ lint: setup
 format: setup
 	ruff format .
 	ruff check --fix .
+
+## Regenerate the committed OpenAPI schema (tests fail when it differs from the views).
+openapi: setup
+	DJANGO_SECRET_KEY=openapi python manage.py spectacular --file docs/openapi.yaml --validate --fail-on-warn

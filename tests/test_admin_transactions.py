@@ -13,18 +13,9 @@ from tests.factories import stored_transaction
 from transactions import selectors
 from transactions.models import Status, Transaction
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("unhashed_static_files")]
 
 CHANGELIST = reverse("admin:transactions_transaction_changelist")
-
-
-@pytest.fixture(autouse=True)
-def _static_files_without_collectstatic(settings):
-    # Production serves hashed files that `collectstatic` wrote; these pages need none.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
 
 
 def _set(txn: Transaction, **fields) -> Transaction:

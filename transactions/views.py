@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import metrics, selectors, services
+from . import selectors, services
 from .models import Transaction
 from .serializers import (
     ErrorSerializer,
@@ -84,6 +84,9 @@ class ReadyView(APIView):
 class TransactionWebhookView(APIView):
     """Validate, store once, acknowledge. Processing happens in the workers."""
 
+    # Refusals are counted in webhooks_rejected_total (transactions/errors.py).
+    count_rejections = True
+
     @extend_schema(
         summary="Receive a transaction webhook",
         description=(
@@ -109,12 +112,6 @@ class TransactionWebhookView(APIView):
             ),
         ],
     )
-    def handle_exception(self, exc: Exception) -> Response:
-        response = super().handle_exception(exc)
-        error = response.data.get("error", "") if isinstance(response.data, dict) else ""
-        metrics.WEBHOOKS_REJECTED.labels(status=str(response.status_code), error=error).inc()
-        return response
-
     def post(self, request: Request) -> Response:
         # Reading the raw body first applies the size limit before anything is parsed.
         request.body  # noqa: B018
