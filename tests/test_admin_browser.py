@@ -47,7 +47,7 @@ def browser_page(monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page = browser.new_page(viewport={"width": 1680, "height": 1000})
         page.set_default_timeout(20_000)
         yield page
         browser.close()
@@ -83,7 +83,11 @@ def test_staff_filter_open_and_retry_a_failed_transaction_in_the_browser(
     call_command("seed_transactions", count=400, days=3, seed=6, stdout=open(os.devnull, "w"))  # noqa: SIM115
     failed = stored_transaction(transaction_id="txn_8f2c41", amount=249.99, currency="EUR")
     Transaction.objects.filter(pk=failed.pk).update(
-        status=Status.FAILED, attempts=5, last_error="PaymentAPIError: card issuer unavailable"
+        status=Status.FAILED,
+        attempts=5,
+        last_error="PaymentAPIError: card issuer unavailable",
+        delivery_count=2,
+        has_conflict=True,
     )
     get_user_model().objects.create_superuser("staff", password="correct horse battery staple")
     env = {"DJANGO_STATIC_ROOT": collected_static, "PROCESSING_DELAY_SECONDS": 0.5}
