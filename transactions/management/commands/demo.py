@@ -122,6 +122,9 @@ class Command(BaseCommand):
         parser.add_argument("--scene", choices=["all", "single", "duplicates", "burst"], default="all")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # The progress bars redraw one line in place: no added newlines, no error colour.
+        self.stderr.ending = ""
+        self.stderr.style_func = None
         self.timeout = options["timeout"]
         self.run_id = f"demo_{uuid.uuid4().hex[:6]}"
         sender = Sender(options["url"], options["secret"], options["concurrency"])
