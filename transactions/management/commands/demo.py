@@ -180,6 +180,7 @@ class Command(BaseCommand):
         every = max(1, round(1 / redeliver)) if redeliver > 0 else 0
         deliveries = bodies + ([bodies[n] for n in range(0, count, every)] if every else [])
         sender.latencies.clear()
+        sender.statuses.clear()
         with (
             tqdm(total=len(deliveries), desc="sent", unit="webhook", file=self.stderr) as bar,
             ThreadPoolExecutor(max_workers=concurrency) as pool,
