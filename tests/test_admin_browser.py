@@ -32,6 +32,8 @@ CHROMIUM_ARGS = [
 
 pytestmark = [
     pytest.mark.e2e,
+    # The admin is the same on either database; one run is enough.
+    pytest.mark.postgres,
     pytest.mark.skipif(
         not CHROMIUM.exists(),
         reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",

@@ -221,3 +221,17 @@ def test_staff_without_change_permission_can_look_but_not_retry(client, django_u
 
     assert response.status_code == 200
     assert "retry_processing" not in response.content.decode()
+
+
+def test_retry_of_all_matching_rows_across_pages(admin_client):
+    failed = [_failed() for _ in range(3)]
+    _processed()
+
+    response = admin_client.post(
+        f"{CHANGELIST}?status=FAILED",
+        {"action": "retry_processing", "select_across": "1", "_selected_action": [str(failed[0].pk)]},
+        follow=True,
+    )
+
+    assert "3 transaction(s) sent back for processing." in response.content.decode()
+    assert not Transaction.objects.filter(status=Status.FAILED).exists()

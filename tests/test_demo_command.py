@@ -11,6 +11,7 @@ from transactions.models import Status, Transaction
 
 
 @pytest.mark.e2e
+@pytest.mark.postgres  # the demo talks HTTP; one database run is enough
 def test_demo_shows_all_three_scenes_end_to_end(service):
     service.start_web(PROCESSING_DELAY_SECONDS=0.3)
     service.start_worker(PROCESSING_DELAY_SECONDS=0.3)
