@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
-from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -121,13 +120,6 @@ class ConflictFilter(admin.BooleanFieldListFilter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.title = "conflict"
-
-
-class TransactionChangeList(ChangeList):
-    def get_results(self, request: HttpRequest) -> None:
-        super().get_results(request)
-        # Django would ask for a full COUNT(*) only to decide whether "Show all" fits.
-        self.can_show_all = self.result_count <= self.list_max_show_all
 
 
 @admin.register(Transaction)
@@ -244,9 +236,6 @@ class TransactionAdmin(admin.ModelAdmin):
             queryset.filter(Q(transaction_id=term) | Q(source_account=term) | Q(destination_account=term)),
             False,
         )
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return TransactionChangeList
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "summary": _summary()}

@@ -4,7 +4,7 @@
     python manage.py seed_transactions --delete          # remove every seeded row
 
 Seeded rows have transaction ids starting with `seed_`, so they can be told apart
-and removed. Rows go in by COPY on PostgreSQL (about a minute for a million) and by
+and removed. Rows go in by COPY on PostgreSQL (1-2 minutes for a million) and by
 batched bulk_create elsewhere. They are spread over the last `--days` days, mostly
 PROCESSED, some FAILED, a few still PROCESSING, with duplicates and conflicts.
 """
