@@ -22,8 +22,9 @@ if os.environ.get("LOG_FORMAT", "text" if _debug else "json") == "json":
         "formatters": {
             "json": {
                 "()": "pythonjsonlogger.json.JsonFormatter",
-                "format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
-                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+                "format": "%(levelname)s %(name)s %(process)d %(message)s",
+                "rename_fields": {"levelname": "level", "name": "logger"},
+                "timestamp": "time",
             }
         },
         "handlers": {

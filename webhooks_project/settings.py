@@ -254,8 +254,7 @@ LOGGING = {
 
 # --- Back office and operability (admin, logs, metrics) ---------------------------
 
-INSTALLED_APPS += ["django.contrib.humanize"]
-INSTALLED_APPS += ["django_prometheus"]
+INSTALLED_APPS += ["django.contrib.humanize", "django_prometheus"]
 
 # Request ids and Prometheus' request metrics wrap everything else.
 MIDDLEWARE = [
@@ -281,10 +280,9 @@ LOGGING["formatters"] = {
     },
     "json": {
         "()": "pythonjsonlogger.json.JsonFormatter",
-        "format": (
-            "%(asctime)s %(levelname)s %(name)s %(process)d %(request_id)s %(transaction_id)s %(message)s"
-        ),
-        "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        "format": "%(levelname)s %(name)s %(process)d %(request_id)s %(transaction_id)s %(message)s",
+        "rename_fields": {"levelname": "level", "name": "logger"},
+        "timestamp": "time",  # ISO 8601, UTC
     },
 }
 LOGGING["handlers"]["console"] = {
