@@ -304,4 +304,4 @@ PROMETHEUS_EXPORT_MIGRATIONS = False
 # Where `collectstatic` writes (and WhiteNoise serves from); tests use a temporary one.
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=STATIC_ROOT)
 
-REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "transactions.schema.TaggedAutoSchema"
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "transactions.openapi.TaggedAutoSchema"
