@@ -1,13 +1,17 @@
 """Logs: JSON lines in production, with the request id and the transaction id they are about."""
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.factories import webhook_body
-from tests.processes import wait_for
+from tests.processes import ROOT, wait_for
 
 
 def _json_lines(proc) -> list[dict]:
@@ -53,3 +57,31 @@ def test_a_request_id_is_made_when_the_caller_sends_none_or_a_bad_one(client):
 
     assert len(made) == 32 and made != replaced
     assert replaced != "bad id\twith spaces"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "json"),
+        ({"LOG_FORMAT": "text"}, "text"),
+        ({"DJANGO_DEBUG": "1"}, "text"),
+    ],
+)
+def test_log_format_is_json_in_production_and_text_in_development(env, expected):
+    code = "import logging; logging.getLogger('transactions').warning('hello', extra={'transaction_id': 'txn_1'})"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SECRET_KEY": "x", "DJANGO_DEBUG": "0", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    line = result.stderr.strip().splitlines()[-1]
+    if expected == "json":
+        record = json.loads(line)
+        assert (record["level"], record["transaction_id"], record["message"]) == ("WARNING", "txn_1", "hello")
+        assert record["time"].endswith("+00:00")
+    else:
+        assert re.fullmatch(r"\S+ \S+ WARNING transactions \d+ \[-\] hello", line), line
