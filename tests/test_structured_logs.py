@@ -68,7 +68,10 @@ def test_a_request_id_is_made_when_the_caller_sends_none_or_a_bad_one(client):
     ],
 )
 def test_log_format_is_json_in_production_and_text_in_development(env, expected):
-    code = "import logging; logging.getLogger('transactions').warning('hello', extra={'transaction_id': 'txn_1'})"
+    code = (
+        "import logging; "
+        "logging.getLogger('transactions').warning('hello', extra={'transaction_id': 'txn_1'})"
+    )
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code],
         cwd=ROOT,
