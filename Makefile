@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-postgres test-sqlite lint format superuser openapi demo seed bench-admin
+.PHONY: setup run test test-postgres test-sqlite lint format superuser openapi demo seed bench-admin screenshots
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,3 +69,7 @@ seed: setup .env
 ## Queries and time of the admin's pages on the current database (seed it first).
 bench-admin: setup .env
 	python benchmarks/admin_changelist.py
+
+## Refresh the README's admin screenshots (runs the browser test against PostgreSQL).
+screenshots: setup
+	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots DATABASE_URL=$(TEST_DATABASE_URL) pytest tests/test_admin_browser.py

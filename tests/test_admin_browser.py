@@ -1,7 +1,8 @@
 """Staff in a real browser: Chromium drives the admin of the real service (gunicorn, DEBUG off).
 
 Static files come from `collectstatic` served by WhiteNoise, exactly as in production.
-Screenshots land in docs/screenshots/, which the README shows.
+Screenshots land in test-artifacts/screenshots/; `make screenshots` refreshes the ones the
+README shows in docs/screenshots/.
 """
 
 import os
@@ -18,7 +19,7 @@ from tests.processes import ROOT, wait_for
 from transactions.models import Status, Transaction
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or ROOT / "test-artifacts" / "screenshots")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
