@@ -23,7 +23,11 @@ setup: $(VENV)/.installed
 # Local settings, made once: a random secret key (the service refuses to start without one).
 .env:
 	@echo "DJANGO_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > $@
-	@echo "Wrote .env with a fresh DJANGO_SECRET_KEY"
+	@echo "# Local use over plain http: no https redirect or secure-only cookies, and the" >> $@
+	@echo "# status API answers without an API key. Never use these in production." >> $@
+	@echo "DJANGO_HTTPS=0" >> $@
+	@echo "STATUS_API_PUBLIC=1" >> $@
+	@echo "Wrote .env with a fresh DJANGO_SECRET_KEY (local http settings; see README: Security)"
 
 ## Set up and run the service: web (gunicorn) and workers (qcluster), on SQLite unless DATABASE_URL is set.
 run: setup .env
