@@ -12,7 +12,6 @@ from rest_framework_api_key.models import APIKey
 from tests.processes import ServiceProcesses
 from transactions import services
 
-
 # Fuzz tests are bounded for CI; FUZZ_PROFILE=long runs many more examples (README: Security).
 _fuzz = {
     "deadline": None,

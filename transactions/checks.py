@@ -12,9 +12,7 @@ UNSIGNED_WEBHOOKS = (
     "WEBHOOK_SECRETS is not set: webhooks are accepted WITHOUT a signature, so anyone who "
     "can reach the endpoint can create transactions."
 )
-PUBLIC_STATUS_API = (
-    "STATUS_API_PUBLIC is on: GET /v1/transactions/{id} answers anyone, without an API key."
-)
+PUBLIC_STATUS_API = "STATUS_API_PUBLIC is on: GET /v1/transactions/{id} answers anyone, without an API key."
 
 
 @checks.register(checks.Tags.security, deploy=True)

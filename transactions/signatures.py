@@ -32,7 +32,7 @@ SIGNATURE_HEADER = "webhook-signature"
 # Bounds on attacker-controlled headers, so a request costs at most a few HMACs.
 _MAX_ID_LENGTH = 255
 _MAX_SIGNATURES = 10
-_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,%d}" % _MAX_ID_LENGTH)  # printable ASCII, no spaces
+_ID_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{_MAX_ID_LENGTH}}}")  # printable ASCII, no spaces
 _TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}")
 _SIGNATURE_PATTERN = re.compile(r"v1,([A-Za-z0-9+/]{43}=)")  # base64 of 32 bytes
 

@@ -63,7 +63,9 @@ class Command(BaseCommand):
 
         headers = {"Content-Type": "application/json"}
         if secret is not None:
-            headers.update(signatures.signed_headers(secret=secret, msg_id=f"msg_{uuid.uuid4().hex}", body=body))
+            headers.update(
+                signatures.signed_headers(secret=secret, msg_id=f"msg_{uuid.uuid4().hex}", body=body)
+            )
         else:
             self.stderr.write("No secret given and WEBHOOK_SECRETS is unset: sending unsigned.")
         if not options["url"].startswith(("http://", "https://")):
