@@ -34,7 +34,9 @@ _MAX_ID_LENGTH = 255
 _MAX_SIGNATURES = 10
 _ID_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{_MAX_ID_LENGTH}}}")  # printable ASCII, no spaces
 _TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}")
-_SIGNATURE_PATTERN = re.compile(r"v1,([A-Za-z0-9+/]{43}=)")  # base64 of 32 bytes
+# Canonical base64 of 32 bytes: the last digit's unused bits are zero, so a signature
+# has exactly one accepted spelling.
+_SIGNATURE_PATTERN = re.compile(r"v1,([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)")
 
 
 class SignatureError(Exception):
