@@ -55,3 +55,8 @@ lint: setup
 format: setup
 	ruff format .
 	ruff check --fix .
+
+.PHONY: fuzz
+## A longer fuzz run (5,000 examples per property and for schemathesis; several minutes).
+fuzz: setup
+	DATABASE_URL=$(TEST_DATABASE_URL) FUZZ_PROFILE=long pytest -m fuzz $(PYTEST_ARGS)
