@@ -37,7 +37,7 @@ class WebhookSignatureAuthentication(BaseAuthentication):
         if not settings.WEBHOOK_SECRETS:
             return None
         # Reading the raw body here applies the size limit (413) before any work.
-        body = request._request.body
+        body = request.body
         try:
             message = signatures.verify(
                 body=body,
@@ -70,7 +70,7 @@ class APIKeyAuthentication(BaseAuthentication):
     parser = APIKeyParser()
 
     def authenticate(self, request: Request) -> tuple[None, APIKey] | None:
-        key = self.parser.get(request._request)
+        key = self.parser.get(request)
         if key is None:
             return None
         key = key.strip()

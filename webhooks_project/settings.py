@@ -261,9 +261,9 @@ LOGGING = {
 # them is accepted, so a secret can be rotated without downtime; the first one signs
 # `manage.py send_webhook`. Unset: unsigned webhooks are accepted (and warned about).
 WEBHOOK_SECRETS = env.list("WEBHOOK_SECRETS", default=[])
-for _secret in WEBHOOK_SECRETS:
-    from transactions.signatures import is_valid_secret
+from transactions.signatures import is_valid_secret  # noqa: E402 (no Django imports in it)
 
+for _secret in WEBHOOK_SECRETS:
     if not is_valid_secret(_secret):
         raise ImproperlyConfigured(
             "WEBHOOK_SECRETS must hold whsec_<base64 of 24+ random bytes> secrets, comma-separated "
@@ -295,8 +295,6 @@ _proxy_ssl_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="X-Forward
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
 )
-SESSION_COOKIE_HTTPONLY = True
-X_FRAME_OPTIONS = "DENY"
 
 # Admin logins: after AXES_FAILURE_LIMIT failures for one username from one address,
 # that pair is locked out for the cool-off time (a 429), then may try again.
