@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
+from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
 from tests.factories import stored_transaction
@@ -112,6 +113,4 @@ def test_staff_create_a_key_in_the_admin_and_see_it_once(client, admin_pages):
     key = message.split("The API key for reporting is: ")[1].split(". ")[0]
     assert APIKey.objects.is_valid(key)
     txn = stored_transaction()
-    from rest_framework.test import APIClient
-
     assert APIClient().get(url(txn), HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
