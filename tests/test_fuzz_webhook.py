@@ -93,6 +93,18 @@ def webhook_bodies(draw: Any) -> bytes:
     return text.encode()
 
 
+# Settings are changed once per test, in fixtures: an override inside a @given body
+# would stack one more layer of settings per example (a RecursionError in long runs).
+@pytest.fixture
+def unsigned(settings: Any) -> None:
+    settings.WEBHOOK_SECRETS = []
+
+
+@pytest.fixture
+def signed(settings: Any) -> None:
+    settings.WEBHOOK_SECRETS = [SECRET]
+
+
 def assert_stored_only_if_valid(response: Any, before: int, body: bytes) -> None:
     event(f"status {response.status_code}")  # --hypothesis-show-statistics shows the mix
     assert response.status_code < 500, (response.status_code, response.content, body)
@@ -115,8 +127,7 @@ def assert_stored_only_if_valid(response: Any, before: int, body: bytes) -> None
     body=b'{"transaction_id":"t1","source_account":"a","destination_account":"b","amount":1,"currency":"USD"}',
     content_type="application/json",
 )
-def test_any_unsigned_body_is_stored_only_if_valid_and_never_a_5xx(api, settings, body, content_type):
-    settings.WEBHOOK_SECRETS = []
+def test_any_unsigned_body_is_stored_only_if_valid_and_never_a_5xx(api, unsigned, body, content_type):
     before = Transaction.objects.count()
 
     response = api.generic("POST", URL, data=body, content_type=content_type)
@@ -139,9 +150,8 @@ header_values = st.text(max_size=120) | st.from_regex(r"\Av1,[A-Za-z0-9+/=]{0,60
     ),
 )
 def test_with_secrets_arbitrary_signature_headers_are_refused_and_nothing_is_stored(
-    api, settings, body, headers
+    api, signed, body, headers
 ):
-    settings.WEBHOOK_SECRETS = [SECRET]
     headers = {k: v for k, v in headers.items() if v.isascii() and v.isprintable()}  # what HTTP can carry
 
     response = api.generic("POST", URL, data=body, content_type="application/json", headers=headers)
@@ -153,8 +163,7 @@ def test_with_secrets_arbitrary_signature_headers_are_refused_and_nothing_is_sto
 @given(
     body=webhook_bodies(), flip=st.integers(min_value=0), field=st.sampled_from(["body", "id", "signature"])
 )
-def test_a_signed_webhook_altered_in_any_byte_is_refused(api, settings, body, flip, field):
-    settings.WEBHOOK_SECRETS = [SECRET]
+def test_a_signed_webhook_altered_in_any_byte_is_refused(api, signed, body, flip, field):
     try:
         headers = signatures.signed_headers(secret=SECRET, msg_id="msg_fuzz", body=body)
     except UnicodeDecodeError:
@@ -179,8 +188,7 @@ def test_a_signed_webhook_altered_in_any_byte_is_refused(api, settings, body, fl
 
 
 @given(body=webhook_bodies())
-def test_correctly_signed_bodies_are_judged_on_their_content_alone(api, settings, body):
-    settings.WEBHOOK_SECRETS = [SECRET]
+def test_correctly_signed_bodies_are_judged_on_their_content_alone(api, signed, body):
     try:
         headers = signatures.signed_headers(secret=SECRET, msg_id="msg_fuzz", body=body)
     except UnicodeDecodeError:
