@@ -113,7 +113,7 @@ def test_a_signature_made_with_another_secret_is_refused(api, signed):
     assert Transaction.objects.count() == 0
 
 
-@pytest.mark.parametrize("age", [301, -301, 3600])
+@pytest.mark.parametrize("age", [330, -330, 3600])
 def test_a_timestamp_outside_the_tolerance_is_refused_as_a_replay(api, signed, age):
     raw = encoded(webhook_body())
     stale = int(time.time()) - age
