@@ -6,18 +6,22 @@ does, against the test database (which the test must commit to: use
 """
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from django.db import connection
+
+from transactions.signatures import signed_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -59,12 +63,16 @@ class ServiceProcesses:
             "DATABASE_URL": database_url(),
             "DJANGO_SECRET_KEY": "e2e-secret-key",
             "DJANGO_DEBUG": "0",
+            # Plain http on 127.0.0.1, as `make run`; tests/test_deployment_https.py runs the
+            # production (https) configuration.
+            "DJANGO_HTTPS": "0",
             "DJANGO_Q_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
             **{k: str(v) for k, v in env.items()},
         }
         self.procs: list[subprocess.Popen] = []
         self.port: int | None = None
+        self._api_key: str | None = None
 
     def _spawn(self, name: str, args: list[str], **env: Any) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}-{len(self.procs)}.log", "ab")  # noqa: SIM115 (lives with the process)
@@ -106,11 +114,33 @@ class ServiceProcesses:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def post_webhook(self, body: dict, client: httpx.Client | None = None) -> httpx.Response:
-        return (client or httpx).post(self.url("/v1/webhooks/transactions"), json=body, timeout=10)
+    def post_webhook(
+        self, body: dict, client: httpx.Client | None = None, secret: str | None = None
+    ) -> httpx.Response:
+        """POST a webhook; signed (Standard Webhooks) when given a secret."""
+        content = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers.update(signed_headers(secret=secret, msg_id=f"msg_{uuid.uuid4().hex}", body=content))
+        return (client or httpx).post(
+            self.url("/v1/webhooks/transactions"), content=content, headers=headers, timeout=10
+        )
+
+    @property
+    def api_key(self) -> str:
+        """An API key for the status endpoint, made the way staff make one (stored hashed)."""
+        if self._api_key is None:
+            from rest_framework_api_key.models import APIKey
+
+            _, self._api_key = APIKey.objects.create_key(name="end-to-end tests")
+        return self._api_key
 
     def get_transaction(self, transaction_id: str) -> httpx.Response:
-        return httpx.get(self.url(f"/v1/transactions/{transaction_id}"), timeout=10)
+        return httpx.get(
+            self.url(f"/v1/transactions/{transaction_id}"),
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=10,
+        )
 
     @staticmethod
     def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
