@@ -51,3 +51,11 @@ lint: setup
 format: setup
 	ruff format .
 	ruff check --fix .
+
+## Benchmark on this machine (not part of `make test`): gunicorn + qcluster as in production
+## on a fresh PostgreSQL database, driven by wrk. See docs/benchmarks.md.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/webhooks_bench
+BENCH_ARGS ?=
+.PHONY: bench
+bench: setup
+	python bench/run.py --database-url $(BENCH_DATABASE_URL) $(BENCH_ARGS)

