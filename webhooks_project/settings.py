@@ -94,8 +94,8 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     )
     _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     # Off: a health check is a second round trip on every webhook (~15% of its CPU time).
-    # A connection that went away fails its next query instead: that request gets a 503
-    # (nothing stored, the sender retries) and Django drops the connection afterwards.
+    # A webhook that meets a connection the database dropped is retried on a fresh one
+    # (services._upsert); other requests answer 503 once and Django reconnects after.
     _db["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the workers write at the same time: WAL lets readers go on,
