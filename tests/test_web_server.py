@@ -133,3 +133,20 @@ def test_prepared_statements_can_be_turned_off_for_poolers(api, db, settings):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cursor.fetchone()[0] == 0
+
+
+def test_a_webhook_whose_sender_asks_for_html_is_still_accepted_and_answered_in_json(api, db):
+    body = webhook_body()
+
+    response = api.post("/v1/webhooks/transactions", body, format="json", HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 202
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"transaction_id": body["transaction_id"], "status": "PROCESSING"}
+
+
+def test_a_webhook_body_that_is_not_json_is_still_refused_with_415(api, db):
+    response = api.generic("POST", "/v1/webhooks/transactions", "a=1", content_type="text/plain")
+
+    assert response.status_code == 415
+    assert Transaction.objects.count() == 0
