@@ -106,8 +106,9 @@ def _upsert(params: list[Any]) -> tuple:
     # Persistent connections are not health-checked before each request (a second round
     # trip per webhook). One the database dropped while it sat idle (a restart, an idle
     # timeout) fails at once, before anything is written: the webhook is retried once on a
-    # fresh connection rather than refused. A connection that fails to open is not retried:
-    # that is the database being down, and the sender gets a quick 503.
+    # fresh connection rather than refused (were the INSERT ever committed before the
+    # failure, the retry would only count one more delivery). A connection that fails to
+    # open is not retried: that is the database being down, and the sender gets a quick 503.
     reused = connection.connection is not None and not connection.in_atomic_block
     try:
         return _execute_upsert(params)

@@ -110,15 +110,6 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that end-to-end tests' server processes share it.
     _db.setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / "test_db.sqlite3"))
 
-# The webhook's INSERT is a prepared statement on PostgreSQL (planned once per connection).
-# Turn off behind a pooler that cannot keep prepared statements (PgBouncer < 1.21 in
-# transaction mode).
-DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
-if DATABASE_PREPARED_STATEMENTS and _db["ENGINE"] == "django.db.backends.postgresql":
-    # Django turns psycopg's prepared statements off (threshold None); the INSERT asks
-    # for one explicitly. Django's own queries bind on the client and are never prepared.
-    _db["OPTIONS"].setdefault("prepare_threshold", 5)
-
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth, i18n, static files -----------------------------------------------------
@@ -263,3 +254,14 @@ LOGGING = {
         "django-q": {"level": env.str("DJANGO_Q_LOG_LEVEL", default="WARNING")},
     },
 }
+
+# --- Performance (see docs/benchmarks.md) ------------------------------------------
+
+# The webhook's INSERT is a prepared statement on PostgreSQL (planned once per connection).
+# Turn off behind a pooler that cannot keep prepared statements (PgBouncer < 1.21 in
+# transaction mode).
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+if DATABASE_PREPARED_STATEMENTS and _db["ENGINE"] == "django.db.backends.postgresql":
+    # Django turns psycopg's prepared statements off (threshold None); the INSERT asks
+    # for one explicitly. Django's own queries bind on the client and are never prepared.
+    _db["OPTIONS"].setdefault("prepare_threshold", 5)
