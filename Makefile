@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-postgres test-sqlite lint format superuser openapi demo seed bench-admin screenshots fuzz
+.PHONY: setup run test test-postgres test-sqlite lint format superuser openapi demo seed bench-admin screenshots fuzz bench
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -81,3 +81,10 @@ screenshots: setup
 ## A longer fuzz run (5,000 examples per property and for schemathesis; several minutes).
 fuzz: setup
 	DATABASE_URL=$(TEST_DATABASE_URL) FUZZ_PROFILE=long pytest -m fuzz $(PYTEST_ARGS)
+## Benchmark on this machine (not part of `make test`): gunicorn + qcluster as in production
+## on a fresh PostgreSQL database, driven by wrk. See docs/benchmarks.md.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/webhooks_bench
+BENCH_ARGS ?=
+
+bench: setup
+	python bench/run.py --database-url $(BENCH_DATABASE_URL) $(BENCH_ARGS)

@@ -1,0 +1,659 @@
+"""`make bench`: the service as in production, under load, on this machine.
+
+Starts gunicorn (gunicorn.conf.py) and `manage.py qcluster` with DEBUG off against a
+fresh PostgreSQL database (webhooks_bench), listening on 127.0.0.1 only, and measures:
+
+1. a burst of 1,000 webhooks with the production call delay (30 s): the time from the
+   first arrival until all are PROCESSED, and the peak memory of the qcluster processes;
+2. one webhook on its own: PROCESSING -> PROCESSED time;
+3. ingestion: wrk, 32 connections, unique transaction ids, for a bounded duration:
+   throughput, p50/p99/max latency, errors (non-2xx included), and that every webhook
+   answered 2xx is stored.
+
+Everything it starts is stopped at the end (by PID, process group of its own).
+Options: `python bench/run.py --help`; via make: `make bench BENCH_ARGS="--duration 60"`.
+"""
+
+import argparse
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/webhooks_bench"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def ensure_wrk() -> str:
+    """wrk from the system packages; installed with apt-get if it is missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    log("wrk is not installed: installing the Debian package (apt-get)")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=apt_env)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True, env=apt_env)
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk is still not on PATH after apt-get install wrk")
+    return found
+
+
+# --- Database ---------------------------------------------------------------------
+
+
+def recreate_database(url: str) -> None:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    name = info.pop("dbname")
+    with psycopg.connect(psycopg.conninfo.make_conninfo(**info, dbname="postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class Db:
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def value(self, sql: str, *params: Any) -> Any:
+        return self.conn.execute(sql, params).fetchone()[0]
+
+    def column(self, sql: str, *params: Any) -> list:
+        return [row[0] for row in self.conn.execute(sql, params)]
+
+
+# --- Processes --------------------------------------------------------------------
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of one process; PSS shares the pages forked processes have in common."""
+    try:
+        rss = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+        pss = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+            if line.startswith("Pss:")
+        )
+    except (OSError, StopIteration):
+        return 0, 0
+    return rss, pss
+
+
+def cpu_busy_sample() -> tuple[int, int]:
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """How busy the machine's CPUs were between start() and stop()."""
+
+    def start(self) -> None:
+        self.begin = cpu_busy_sample()
+
+    def stop(self) -> tuple[float, float]:
+        """(share of all cores busy in %, busy CPU-seconds)."""
+        busy, total = cpu_busy_sample()
+        busy, total = busy - self.begin[0], total - self.begin[1]
+        return 100.0 * busy / max(1, total), busy / os.sysconf("SC_CLK_TCK")
+
+
+class Service:
+    def __init__(self, database_url: str, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir = log_dir
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "DJANGO_DEBUG": "0",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.procs: list[subprocess.Popen] = []
+        self.port = free_port()
+        self.web: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None
+
+    def manage(self, *args: str) -> None:
+        subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, check=True)
+
+    def _spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
+        path = self.log_dir / f"{name}-{len(self.procs)}.log"
+        with open(path, "ab") as out:
+            proc = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env={**self.env, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a process group of its own: stopped as a whole
+            )
+        proc.log_path = path  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        return proc
+
+    def start_web(self) -> None:
+        self.web = self._spawn(
+            "gunicorn",
+            [
+                str(BIN / "gunicorn"),
+                "webhooks_project.wsgi",
+                "--config",
+                "gunicorn.conf.py",
+                # The command line wins over the config file: loopback only.
+                "--bind",
+                f"127.0.0.1:{self.port}",
+            ],
+        )
+        wait_for(self.healthy, 60, "gunicorn to answer GET /")
+
+    def start_worker(self) -> None:
+        # INFO only so that the "running" line tells us the cluster is up.
+        self.worker = self._spawn(
+            "qcluster", [sys.executable, "manage.py", "qcluster"], DJANGO_Q_LOG_LEVEL="INFO"
+        )
+        wait_for(lambda: b"running" in self.worker.log_path.read_bytes(), 60, "qcluster to start")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url("/"), timeout=2) as response:  # noqa: S310 (our own URL)
+                return response.status == 200
+        except OSError:
+            return False
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def web_workers(self) -> list[int]:
+        return descendants(self.web.pid) if self.web else []
+
+    def worker_pids(self) -> list[int]:
+        return [self.worker.pid, *descendants(self.worker.pid)] if self.worker else []
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for proc in self.procs:
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for proc in self.procs:  # whatever is left in the groups we made
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+class MemorySampler(threading.Thread):
+    """Samples the qcluster processes' memory until stopped; keeps the peaks."""
+
+    def __init__(self, pids: Callable[[], list[int]], interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.interval = pids, interval
+        self.peak_pss_total = self.peak_rss_max = self.processes = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            samples = [memory_kib(pid) for pid in self.pids()]
+            self.processes = max(self.processes, len(samples))
+            self.peak_pss_total = max(self.peak_pss_total, sum(pss for _, pss in samples))
+            self.peak_rss_max = max(self.peak_rss_max, max((rss for rss, _ in samples), default=0))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+# --- Phases -----------------------------------------------------------------------
+
+
+def webhook_body(transaction_id: str) -> bytes:
+    return json.dumps(
+        {
+            "transaction_id": transaction_id,
+            "source_account": "acc_user_1",
+            "destination_account": "acc_merchant_1",
+            "amount": 1500,
+            "currency": "INR",
+        }
+    ).encode()
+
+
+def post_all(port: int, ids: list[str], connections: int) -> list[int]:
+    """POST one webhook per id over `connections` keep-alive connections; the statuses."""
+    local = threading.local()
+
+    def post(transaction_id: str) -> int:
+        if not hasattr(local, "conn"):
+            local.conn = HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            local.conn.request(
+                "POST",
+                "/v1/webhooks/transactions",
+                body=webhook_body(transaction_id),
+                headers={"Content-Type": "application/json"},
+            )
+            response = local.conn.getresponse()
+            response.read()
+            return response.status
+        except OSError:
+            local.conn.close()
+            del local.conn
+            return 0
+
+    with ThreadPoolExecutor(connections) as pool:
+        return list(pool.map(post, ids))
+
+
+def burst(service: Service, db: Db, count: int, connections: int, timeout: float) -> dict[str, Any]:
+    ids = [f"burst_{i:05d}" for i in range(count)]
+    sampler = MemorySampler(service.worker_pids)
+    sampler.start()
+    sent_at = time.monotonic()
+    statuses = post_all(service.port, ids, connections)
+    send_seconds = time.monotonic() - sent_at
+    accepted = sum(200 <= s < 300 for s in statuses)
+    log(f"burst: {accepted}/{count} accepted in {send_seconds:.2f}s; waiting until all are PROCESSED")
+
+    def pending() -> int:
+        return db.value(
+            "SELECT count(*) FROM transactions_transaction WHERE transaction_id LIKE 'burst\\_%%' "
+            "AND status <> 'PROCESSED'"
+        )
+
+    try:
+        wait_for(lambda: pending() == 0, timeout, "the burst to be PROCESSED", interval=0.5)
+    finally:
+        sampler.stop()
+    drain = db.value(
+        "SELECT EXTRACT(EPOCH FROM max(processed_at) - min(created_at)) FROM transactions_transaction "
+        "WHERE transaction_id LIKE 'burst\\_%%'"
+    )
+    attempts = db.value(
+        "SELECT COALESCE(max(attempts), 0) FROM transactions_transaction "
+        "WHERE transaction_id LIKE 'burst\\_%%'"
+    )
+    return {
+        "count": count,
+        "accepted": accepted,
+        "send_seconds": round(send_seconds, 2),
+        "drain_seconds": round(float(drain), 1),
+        "max_attempts": attempts,
+        "qcluster_processes": sampler.processes,
+        "qcluster_peak_pss_mib": round(sampler.peak_pss_total / 1024, 1),
+        "qcluster_peak_rss_per_process_mib": round(sampler.peak_rss_max / 1024, 1),
+    }
+
+
+def single(service: Service, db: Db, timeout: float) -> float:
+    statuses = post_all(service.port, ["single_00001"], 1)
+    if statuses != [202]:
+        raise RuntimeError(f"single webhook answered {statuses}")
+    wait_for(
+        lambda: (
+            db.value("SELECT status FROM transactions_transaction WHERE transaction_id='single_00001'")
+            == "PROCESSED"
+        ),
+        timeout,
+        "the single webhook to be PROCESSED",
+        interval=0.2,
+    )
+    return float(
+        db.value(
+            "SELECT EXTRACT(EPOCH FROM processed_at - created_at) FROM transactions_transaction "
+            "WHERE transaction_id='single_00001'"
+        )
+    )
+
+
+def run_wrk(
+    wrk: str, service: Service, tag: str, seconds: int, connections: int, threads: int, out_dir: Path
+) -> dict[str, Any]:
+    args = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(HERE / "webhooks.lua"),
+        service.url("/"),
+        "--",
+        tag,
+        str(out_dir),
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{done.stdout}\n{done.stderr}")
+    result = json.loads(line.removeprefix("BENCH_JSON "))
+    result["raw"] = done.stdout
+    return result
+
+
+def acknowledged_ids(out_dir: Path, tag: str) -> set[str]:
+    ids: set[str] = set()
+    for path in out_dir.glob(f"ok-{tag}-*.txt"):
+        ids.update(path.read_text().split())
+    return ids
+
+
+@contextmanager
+def py_spy(pid: int | None, seconds: int, out_dir: Path) -> Iterator[None]:
+    """Profile one gunicorn worker with py-spy while the body runs (if asked to)."""
+    if pid is None:
+        yield
+        return
+    raw = out_dir / "gunicorn-worker.pyspy.txt"
+    proc = subprocess.Popen(
+        [
+            str(BIN / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield
+    finally:
+        proc.wait(timeout=seconds + 30)
+        print_profile(raw)
+
+
+def print_profile(raw: Path, top: int = 30) -> None:
+    """Inclusive share of samples per function, from py-spy's collapsed stacks."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        for frame in set(stack.split(";")):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+    print(f"\npy-spy: one gunicorn worker, {total} samples, inclusive share (raw stacks in {raw})")
+    for frame, samples in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {100 * samples / total:5.1f}%  {frame}")
+
+
+def wait_for_quiet(limit: float, busy_percent: float = 20.0) -> float:
+    """Wait (at most `limit` seconds) for the machine to be nearly idle; the last reading."""
+    deadline = time.monotonic() + limit
+    while True:
+        meter = CpuMeter()
+        meter.start()
+        time.sleep(2)
+        busy, _ = meter.stop()
+        if busy <= busy_percent or time.monotonic() >= deadline:
+            return busy
+
+
+def ingestion(
+    wrk: str, service: Service, db: Db, args: argparse.Namespace, out_dir: Path, profile_pid: int | None
+) -> dict[str, Any]:
+    if args.quiet_wait:
+        log(f"waiting up to {args.quiet_wait:g}s for the machine to be quiet (other work)")
+        log(f"machine CPU busy before the run: {wait_for_quiet(args.quiet_wait):.0f}%")
+    log(f"ingestion: warm-up, {args.warmup}s")
+    warm = run_wrk(wrk, service, "warm", args.warmup, args.connections, args.threads, out_dir)
+    log(f"ingestion: wrk -c{args.connections} -t{args.threads} for {args.duration}s")
+    cpu = CpuMeter()
+    cpu.start()
+    # CPU per webhook does not depend on what else the machine is doing; throughput does.
+    web_pids = [service.web.pid, *service.web_workers()]
+    pg_pids = db.column("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    worker_pids = service.worker_pids()
+    web_cpu, pg_cpu, worker_cpu = cpu_seconds(web_pids), cpu_seconds(pg_pids), cpu_seconds(worker_pids)
+    wrk_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with py_spy(profile_pid, max(5, args.duration - 5), out_dir):
+        result = run_wrk(wrk, service, "run", args.duration, args.connections, args.threads, out_dir)
+    busy_percent, busy_seconds = cpu.stop()
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    requests = max(1, result["requests"])
+    web_cpu = cpu_seconds(web_pids) - web_cpu
+    pg_cpu = cpu_seconds(pg_pids) - pg_cpu
+    worker_cpu = cpu_seconds(worker_pids) - worker_cpu
+    wrk_cpu = wrk_after.ru_utime + wrk_after.ru_stime - wrk_cpu.ru_utime - wrk_cpu.ru_stime
+    result["web_cpu_ms_per_request"] = round(1000 * web_cpu / requests, 3)
+    result["postgres_cpu_ms_per_request"] = round(1000 * pg_cpu / requests, 3)
+    result["machine_cpu_busy_percent"] = round(busy_percent, 1)
+    # Whatever the machine did besides this benchmark: the noise in the numbers above.
+    ours = web_cpu + pg_cpu + worker_cpu + wrk_cpu
+    result["other_cpu_percent"] = round(max(0.0, busy_percent * (1 - ours / max(busy_seconds, 1e-9))), 1)
+    result["wrk_cpu_percent_of_machine"] = round(busy_percent * wrk_cpu / max(busy_seconds, 1e-9), 1)
+
+    acked: set[str] = set()
+    for tag in ("warm", "run"):
+        acked |= acknowledged_ids(out_dir, tag)
+    stored = set(
+        db.column(
+            "SELECT transaction_id FROM transactions_transaction "
+            "WHERE transaction_id LIKE 'warm\\_%%' OR transaction_id LIKE 'run\\_%%'"
+        )
+    )
+    result["acknowledged"] = len(acked)
+    result["acknowledged_expected"] = warm["ok"] + result["ok"]
+    result["stored_rows"] = len(stored)
+    result["acknowledged_not_stored"] = len(acked - stored)
+    # Rows whose answer wrk never read: requests in flight when it stopped at the deadline.
+    result["stored_not_acknowledged"] = len(stored - acked)
+    result["warmup_errors"] = error_count(warm)
+    return result
+
+
+def error_count(result: dict[str, Any]) -> int:
+    return sum(result[k] for k in ("non_2xx", "connect_errors", "read_errors", "write_errors", "timeouts"))
+
+
+def print_report(
+    setup: dict, burst_result: dict | None, single_seconds: float | None, ing: dict | None
+) -> None:
+    print("\n================ benchmark results ================")
+    for key, value in setup.items():
+        print(f"{key}: {value}")
+    if burst_result:
+        b = burst_result
+        print(
+            f"\nburst: {b['accepted']}/{b['count']} webhooks accepted (sent in {b['send_seconds']}s), "
+            f"all PROCESSED {b['drain_seconds']}s after the first arrived (max attempts {b['max_attempts']})"
+        )
+        print(
+            f"qcluster memory peak: {b['qcluster_peak_pss_mib']} MiB PSS in total over "
+            f"{b['qcluster_processes']} processes, "
+            f"largest process {b['qcluster_peak_rss_per_process_mib']} MiB RSS"
+        )
+    if single_seconds is not None:
+        print(f"single webhook: PROCESSING -> PROCESSED in {single_seconds:.2f}s")
+    if ing:
+        seconds = ing["duration_us"] / 1e6
+        errors = error_count(ing)
+        print(
+            f"\ningestion: {ing['requests']} requests in {seconds:.1f}s = "
+            f"{ing['requests'] / seconds:.0f} webhooks/s, "
+            f"2xx {ing['ok']}"
+        )
+        print(
+            f"latency: p50 {ing['p50_us'] / 1000:.1f} ms, p90 {ing['p90_us'] / 1000:.1f} ms, "
+            f"p99 {ing['p99_us'] / 1000:.1f} ms, max {ing['max_us'] / 1000:.1f} ms"
+        )
+        print(
+            f"errors: {errors} (non-2xx {ing['non_2xx']}, connect {ing['connect_errors']}, "
+            f"read {ing['read_errors']}, write {ing['write_errors']}, timeout {ing['timeouts']}); "
+            f"warm-up errors {ing['warmup_errors']}"
+        )
+        print(
+            f"durability: {ing['acknowledged']} webhooks answered 2xx (warm-up included), "
+            f"{ing['acknowledged_not_stored']} of them not stored; {ing['stored_rows']} rows "
+            f"({ing['stored_not_acknowledged']} stored but unanswered: in flight when wrk stopped)"
+        )
+        print(
+            f"CPU per webhook: gunicorn {ing['web_cpu_ms_per_request']} ms, PostgreSQL (this database's "
+            f"connections) {ing['postgres_cpu_ms_per_request']} ms; machine CPU busy during the run: "
+            f"{ing['machine_cpu_busy_percent']}% of all cores, "
+            f"of which wrk {ing['wrk_cpu_percent_of_machine']}% "
+            f"and other work on the machine (noise) {ing['other_cpu_percent']}%"
+        )
+    print("===================================================")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--duration", type=int, default=30, help="seconds of measured wrk load")
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of wrk load before measuring")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--burst", type=int, default=1000, help="webhooks in the burst (0: skip it)")
+    parser.add_argument("--drain-timeout", type=float, default=240)
+    parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument("--skip-ingestion", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="py-spy one gunicorn worker during ingestion")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60,
+        help="seconds to wait at most for other work on the machine to stop before measuring",
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="extra service setting (repeatable)"
+    )
+    args = parser.parse_args()
+
+    wrk = None if args.skip_ingestion else ensure_wrk()
+    if args.profile and not (BIN / "py-spy").exists():
+        # Only for --profile, so not in requirements.txt (CI never needs it).
+        subprocess.run([str(BIN / "pip"), "install", "--quiet", "py-spy==0.4.3"], check=True)
+    out_dir = Path(tempfile.mkdtemp(prefix="webhooks-bench-"))
+    extra_env = dict(item.split("=", 1) for item in args.env)
+
+    cpu = CpuMeter()
+    cpu.start()
+    time.sleep(2)
+    background, _ = cpu.stop()
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    setup = {
+        "machine": f"{os.cpu_count()} CPUs, {memory_gib:.0f} GiB",
+        "load average before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "CPU busy before start (other work on the machine)": f"{background:.0f}%",
+        "service settings": extra_env or "production defaults",
+        "logs": str(out_dir),
+    }
+    log(f"fresh database {args.database_url}; logs in {out_dir}")
+    recreate_database(args.database_url)
+    service = Service(args.database_url, out_dir, extra_env)
+    burst_result = single_seconds = ing = None
+    try:
+        service.manage("migrate", "--noinput", "--verbosity", "0")
+        service.manage("collectstatic", "--noinput", "--verbosity", "0")
+        service.start_web()
+        service.start_worker()
+        db = Db(args.database_url)
+        setup["gunicorn workers"] = len(service.web_workers())
+        log(f"service up on 127.0.0.1:{service.port}: {setup['gunicorn workers']} gunicorn workers, qcluster")
+        if args.burst:
+            burst_result = burst(service, db, args.burst, args.connections, args.drain_timeout)
+            log(f"burst drained in {burst_result['drain_seconds']}s")
+        if not args.skip_single:
+            single_seconds = single(service, db, timeout=120)
+            log(f"single webhook processed in {single_seconds:.2f}s")
+        if not args.skip_ingestion:
+            profile_pid = service.web_workers()[0] if args.profile else None
+            ing = ingestion(wrk, service, db, args, out_dir, profile_pid)
+    finally:
+        log("stopping the service")
+        service.stop()
+    print_report(setup, burst_result, single_seconds, ing)
+    failed = ing is not None and (
+        ing["acknowledged_not_stored"] > 0 or ing["acknowledged"] != ing["acknowledged_expected"]
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
