@@ -7,20 +7,35 @@ does, against the test database (which the test must commit to: use
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from django.db import connection
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+# Processing settings for fault tests: a short call, a short lease, the same ratios
+# as production (lease > call timeout > delay).
+FAST_PROCESSING = {
+    "PROCESSING_DELAY_SECONDS": 2,
+    "PROCESSING_CALL_TIMEOUT_SECONDS": 3,
+    "PROCESSING_LEASE_SECONDS": 5,
+}
+# How long django-q2 may take to run the minutely sweep: its scheduler looks every
+# 30 s, the schedule fires once a minute.
+SWEEP_BOUND_SECONDS = 90
 
 
 def database_url() -> str:
@@ -51,6 +66,75 @@ def wait_for(
         time.sleep(interval)
 
 
+@dataclass
+class ExternalCall:
+    """One call to the payment API, from the `external call start/end` log lines."""
+
+    key: str
+    pid: int
+    start: float
+    end: float | None = None
+    outcome: str | None = None
+
+
+_CALL_LINE = re.compile(
+    r" (?P<pid>\d+) external call (?P<kind>start|end) idempotency_key=(?P<key>\S+)"
+    r" at=(?P<at>[\d.]+)(?: outcome=(?P<outcome>\w+))?"
+)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie is dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@contextlib.contextmanager
+def database_cut_off() -> Iterator[None]:
+    """Make the test database unreachable (new connections refused, open ones ended),
+    from a connection to the `postgres` database; always let connections in again."""
+    db = connection.settings_dict
+    name = db["NAME"]
+    admin = psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
+    )
+    try:
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+        with contextlib.suppress(Exception):
+            connection.close()  # ours was ended too
+        yield
+    finally:
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+        admin.close()
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
 class ServiceProcesses:
     def __init__(self, log_dir: Path, **env: Any) -> None:
         self.log_dir = log_dir
@@ -65,6 +149,10 @@ class ServiceProcesses:
         }
         self.procs: list[subprocess.Popen] = []
         self.port: int | None = None
+
+    def configure(self, **env: Any) -> None:
+        """Environment for every process started from now on."""
+        self.env.update({k: str(v) for k, v in env.items()})
 
     def _spawn(self, name: str, args: list[str], **env: Any) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}-{len(self.procs)}.log", "ab")  # noqa: SIM115 (lives with the process)
@@ -119,10 +207,41 @@ class ServiceProcesses:
             proc.send_signal(sig)
         return proc.wait(timeout=timeout)
 
+    @staticmethod
+    def kill_all(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        """Signal its whole process group at once, as a crash or the OOM killer would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+
+    def external_calls(self) -> list[ExternalCall]:
+        """Every payment API call any qcluster process of this test has made."""
+        calls: list[ExternalCall] = []
+        for proc in self.procs:
+            if "qcluster" not in proc.log_path:  # type: ignore[attr-defined]
+                continue
+            open_calls: dict[tuple[int, str], ExternalCall] = {}
+            for match in _CALL_LINE.finditer(Path(proc.log_path).read_text(errors="replace")):  # type: ignore[attr-defined]
+                pid, key, at = int(match["pid"]), match["key"], float(match["at"])
+                if match["kind"] == "start":
+                    open_calls[pid, key] = call = ExternalCall(key, pid, at)
+                    calls.append(call)
+                elif (call := open_calls.pop((pid, key), None)) is not None:
+                    call.end, call.outcome = at, match["outcome"]
+        return calls
+
+    def log_count(self, text: str, name: str = "qcluster") -> int:
+        return sum(
+            Path(p.log_path).read_text(errors="replace").count(text)  # type: ignore[attr-defined]
+            for p in self.procs
+            if name in p.log_path  # type: ignore[attr-defined]
+        )
+
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                self.stop(proc, timeout=30)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.stop(proc, timeout=30)
         for proc in self.procs:  # and anything the main processes left behind
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
