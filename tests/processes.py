@@ -6,6 +6,7 @@ does, against the test database (which the test must commit to: use
 """
 
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from django.conf import settings
 from django.db import connection
 from psycopg import sql
 
@@ -83,6 +85,19 @@ _CALL_LINE = re.compile(
 )
 
 
+def assert_no_overlapping_calls(calls: list[ExternalCall]) -> None:
+    """No transaction ever had two external calls in flight at once. A call with no
+    end line died with its process, so only another process may have called later."""
+    by_key: dict[str, list[ExternalCall]] = {}
+    for call in calls:
+        by_key.setdefault(call.key, []).append(call)
+    for key, mine in by_key.items():
+        mine.sort(key=lambda call: call.start)
+        for earlier, later in itertools.pairwise(mine):
+            assert earlier.end is not None or earlier.pid != later.pid, key
+            assert earlier.end is None or earlier.end <= later.start, (key, earlier, later)
+
+
 def descendants(pid: int) -> set[int]:
     """Every live process below `pid` (Linux /proc)."""
     children: dict[int, list[int]] = {}
@@ -141,7 +156,8 @@ class ServiceProcesses:
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url(),
-            "DJANGO_SECRET_KEY": "e2e-secret-key",
+            # The test's own key: tasks it enqueues (wake-ups) must pass the cluster's signature check.
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
             "DJANGO_DEBUG": "0",
             "DJANGO_Q_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",

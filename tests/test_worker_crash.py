@@ -14,7 +14,14 @@ import pytest
 from django.db.models.functions import Now
 
 from tests.factories import webhook_body
-from tests.processes import FAST_PROCESSING, SWEEP_BOUND_SECONDS, alive, descendants, wait_for
+from tests.processes import (
+    FAST_PROCESSING,
+    SWEEP_BOUND_SECONDS,
+    alive,
+    assert_no_overlapping_calls,
+    descendants,
+    wait_for,
+)
 from transactions.models import Status, Transaction
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -78,6 +85,7 @@ def test_a_worker_process_killed_mid_call_is_replaced_and_its_transactions_are_p
         first, second = calls_per_key[str(row.pk)]
         assert first.end is None and first.pid in victims  # died with its worker
         assert second.outcome == "ok" and second.pid not in victims
+    assert_no_overlapping_calls(service.external_calls())
 
 
 def test_sigkill_of_the_main_qcluster_process_takes_its_whole_cluster_down_and_a_restart_finishes_the_work(
@@ -101,6 +109,7 @@ def test_sigkill_of_the_main_qcluster_process_takes_its_whole_cluster_down_and_a
     service.start_worker()  # its startup wake-up finds the abandoned transactions
     wait_for(lambda: _all_processed(ids), timeout=DELAY + 20, what="every transaction PROCESSED")
     assert set(Transaction.objects.filter(transaction_id__in=ids).values_list("attempts", flat=True)) == {2}
+    assert_no_overlapping_calls(service.external_calls())
 
 
 @pytest.mark.slow
@@ -120,4 +129,5 @@ def test_after_a_cluster_crash_and_an_immediate_restart_the_sweep_finishes_the_w
         interval=1,
         what="the sweep to recover every transaction",
     )
+    assert_no_overlapping_calls(service.external_calls())
     print(f"recovered {len(ids)} transactions {time.monotonic() - killed_at:.1f}s after the crash")

@@ -1,0 +1,98 @@
+"""SIGTERM: qcluster finishes or hands back its calls; gunicorn finishes its requests.
+
+Both are stopped the way the README says: SIGTERM to the main process only.
+"""
+
+import json
+import signal
+import socket
+import time
+
+import pytest
+
+from tests.factories import webhook_body
+from tests.processes import FAST_PROCESSING, assert_no_overlapping_calls, wait_for
+from transactions.models import Status, Transaction
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+def _post(service, count: int) -> list[str]:
+    ids = []
+    for _ in range(count):
+        body = webhook_body()
+        assert service.post_webhook(body).status_code == 202
+        ids.append(body["transaction_id"])
+    return ids
+
+
+def _in_flight(service, count: int) -> None:
+    wait_for(
+        lambda: sum(call.end is None for call in service.external_calls()) >= count,
+        timeout=20,
+        what=f"{count} calls in flight",
+    )
+
+
+def test_sigterm_to_qcluster_lets_the_calls_in_flight_finish(service):
+    service.configure(**FAST_PROCESSING)  # a 2 s call, well inside the 10 s grace
+    service.start_web()
+    cluster = service.start_worker()
+    ids = _post(service, 3)
+    _in_flight(service, 3)
+
+    assert service.stop(cluster, signal.SIGTERM, timeout=30) == 0
+
+    rows = Transaction.objects.filter(transaction_id__in=ids)
+    assert {(row.status, row.attempts) for row in rows} == {(Status.PROCESSED, 1)}
+    assert [call.outcome for call in service.external_calls()] == ["ok"] * 3
+
+
+def test_sigterm_to_qcluster_hands_back_calls_that_outlast_the_grace_and_a_restart_processes_them(service):
+    service.configure(
+        PROCESSING_DELAY_SECONDS=30,
+        PROCESSING_CALL_TIMEOUT_SECONDS=35,
+        PROCESSING_LEASE_SECONDS=300,  # only the hand-back, not an expiry, can free them
+        PROCESSING_SHUTDOWN_GRACE_SECONDS=1,
+    )
+    service.start_web()
+    cluster = service.start_worker()
+    ids = _post(service, 3)
+    _in_flight(service, 3)
+
+    assert service.stop(cluster, signal.SIGTERM, timeout=30) == 0
+
+    rows = Transaction.objects.filter(transaction_id__in=ids)
+    assert {(row.status, row.attempts, row.lease_token) for row in rows} == {(Status.PROCESSING, 0, None)}
+    assert [call.outcome for call in service.external_calls()] == ["cancelled"] * 3
+    service.start_worker(PROCESSING_DELAY_SECONDS=1)  # its startup wake-up takes them at once
+    wait_for(
+        lambda: Transaction.objects.filter(transaction_id__in=ids, status=Status.PROCESSED).count() == 3,
+        timeout=20,
+        what="the handed-back transactions PROCESSED",
+    )
+    assert {row.attempts for row in rows.all()} == {1}
+    assert_no_overlapping_calls(service.external_calls())
+
+
+def test_sigterm_to_gunicorn_finishes_the_request_in_flight(service):
+    web = service.start_web(workers=1)
+    body = json.dumps(webhook_body()).encode()
+    head = (
+        "POST /v1/webhooks/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as client:
+        client.sendall(head + body[:10])  # the worker is now reading this request's body
+        time.sleep(1)
+        web.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        client.sendall(body[10:])
+        response = b""
+        while chunk := client.recv(65536):
+            response += chunk
+
+    assert response.startswith(b"HTTP/1.1 202"), response
+    assert web.wait(timeout=30) == 0
+    assert Transaction.objects.filter(transaction_id=json.loads(body)["transaction_id"]).exists()
