@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-postgres test-sqlite lint format superuser
+.PHONY: setup run test test-postgres test-sqlite test-slow lint format superuser
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,8 @@ run: setup .env
 superuser: setup .env
 	python manage.py createsuperuser
 
-## Set up and run the whole test suite (PostgreSQL, then SQLite).
-test: test-postgres test-sqlite
+## Set up and run the whole test suite (PostgreSQL, then SQLite, then the slow fault tests).
+test: test-postgres test-sqlite test-slow
 
 test-postgres: setup
 	DATABASE_URL=$(TEST_DATABASE_URL) pytest $(PYTEST_ARGS)
@@ -51,3 +51,7 @@ lint: setup
 format: setup
 	ruff format .
 	ruff check --fix .
+
+## The slow fault-injection tests (a minute or more each: they wait for the minutely sweep), on PostgreSQL.
+test-slow: setup
+	DATABASE_URL=$(TEST_DATABASE_URL) pytest -m slow $(PYTEST_ARGS)

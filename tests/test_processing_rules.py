@@ -195,3 +195,16 @@ def test_the_sweep_schedule_runs_the_processing_task_every_minute_and_is_made_on
     [schedule] = Schedule.objects.all()
     assert schedule.func == "transactions.tasks.process_due_transactions"
     assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
+
+
+def test_django_q2_never_hands_out_a_processing_task_again_while_it_may_still_run(settings):
+    q = settings.Q_CLUSTER
+    longest_run = settings.PROCESSING_CLAIM_WINDOW_SECONDS + settings.PROCESSING_CALL_TIMEOUT_SECONDS
+    assert q["timeout"] > longest_run
+    # A prefetched task waits behind at most queue_limit others: two task lengths at
+    # most, before it runs for one.
+    assert q["queue_limit"] <= q["workers"]
+    assert q["retry"] > 3 * q["timeout"]
+    # django-q2 never retries a processing task itself (the leases and the sweep do),
+    # and keeps no record of successes (the transactions table is the record).
+    assert (q["max_attempts"], q["ack_failures"], q["save_limit"]) == (1, True, -1)
