@@ -4,14 +4,16 @@ Both are stopped the way the README says: SIGTERM to the main process only.
 """
 
 import json
+import os
 import signal
 import socket
 import time
 
 import pytest
+from django.db.models.functions import Now
 
 from tests.factories import webhook_body
-from tests.processes import FAST_PROCESSING, assert_no_overlapping_calls, wait_for
+from tests.processes import FAST_PROCESSING, alive, assert_no_overlapping_calls, descendants, wait_for
 from transactions.models import Status, Transaction
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -96,3 +98,32 @@ def test_sigterm_to_gunicorn_finishes_the_request_in_flight(service):
     assert response.startswith(b"HTTP/1.1 202"), response
     assert web.wait(timeout=30) == 0
     assert Transaction.objects.filter(transaction_id=json.loads(body)["transaction_id"]).exists()
+
+
+def test_sigterm_to_the_whole_process_group_ends_qcluster_and_a_restart_finishes_the_work(service):
+    # systemd's default KillMode=control-group (supervisor's stopasgroup) signals every
+    # process: the sentinel and workers die at once, so this is a crash, not a graceful
+    # stop; but the main process must end rather than hang, and nothing may be lost.
+    service.configure(**FAST_PROCESSING)
+    service.start_web()
+    cluster = service.start_worker()
+    family = descendants(cluster.pid)
+    ids = _post(service, 3)
+    _in_flight(service, 3)
+
+    os.killpg(cluster.pid, signal.SIGTERM)
+
+    cluster.wait(timeout=30)
+    wait_for(lambda: not any(alive(pid) for pid in family), timeout=10, what="every cluster process to end")
+    wait_for(
+        lambda: not Transaction.objects.filter(leased_until__gt=Now()).exists(),
+        timeout=FAST_PROCESSING["PROCESSING_LEASE_SECONDS"] + 5,
+        what="the abandoned leases to expire",
+    )
+    service.start_worker()
+    wait_for(
+        lambda: Transaction.objects.filter(transaction_id__in=ids, status=Status.PROCESSED).count() == 3,
+        timeout=20,
+        what="the abandoned transactions PROCESSED",
+    )
+    assert_no_overlapping_calls(service.external_calls())
