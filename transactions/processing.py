@@ -19,7 +19,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError
 
 from . import payment_api, services, shutdown
 from .services import Claim
@@ -68,7 +67,9 @@ class _EventLoopThread:
         asyncio.run_coroutine_threadsafe(cancel(), self.loop).result(timeout)
 
     def __exit__(self, *exc: object) -> None:
-        if exc[0] is not None:  # calls abandoned by an error end here, not later
+        if exc[0] is not None:
+            # An error (the database went away) abandons the calls: they end here, not
+            # later, and their transactions are called again once their leases expire.
             with contextlib.suppress(Exception):
                 self.cancel_all()
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -118,46 +119,37 @@ def process_due(
     window_closed_with_work = False
 
     with _EventLoopThread() as calls:
-        try:
-            while True:
-                now = time.monotonic()
-                stopping = shutdown.requested()
-                if stopping and stop_deadline is None:
-                    stop_deadline = now + settings.PROCESSING_SHUTDOWN_GRACE_SECONDS
-                    logger.info("shutdown requested: finishing %d calls in flight", len(in_flight))
-                window_open = now - started < claim_window
+        while True:
+            now = time.monotonic()
+            stopping = shutdown.requested()
+            if stopping and stop_deadline is None:
+                stop_deadline = now + settings.PROCESSING_SHUTDOWN_GRACE_SECONDS
+                logger.info("shutdown requested: finishing %d calls in flight", len(in_flight))
+            window_open = now - started < claim_window
 
-                if not stopping and window_open and len(in_flight) < concurrency:
-                    for claim in services.claim_due_transactions(limit=concurrency - len(in_flight)):
-                        in_flight[calls.submit(claim)] = claim
-                        last_claim, claimed_any = now, True
+            if not stopping and window_open and len(in_flight) < concurrency:
+                for claim in services.claim_due_transactions(limit=concurrency - len(in_flight)):
+                    in_flight[calls.submit(claim)] = claim
+                    last_claim, claimed_any = now, True
 
-                if not in_flight:
-                    # A task that finds nothing at its first look ends at once: wake-ups
-                    # queued during a burst must not each hold a worker for `idle` seconds.
-                    if stopping or not window_open or not claimed_any or now - last_claim >= idle:
-                        window_closed_with_work = not window_open and not stopping
-                        break
-                    time.sleep(poll)
-                    continue
-
-                done, _ = wait(in_flight, timeout=poll, return_when=FIRST_COMPLETED)
-                for future in done:
-                    _record(in_flight.pop(future), future, summary)
-
-                if stop_deadline is not None and time.monotonic() >= stop_deadline and in_flight:
-                    calls.cancel_all()
-                    summary.handed_back = services.release_claims(in_flight.values())
-                    logger.warning("handed %d unfinished transactions back on shutdown", summary.handed_back)
+            if not in_flight:
+                # A task that finds nothing at its first look ends at once: wake-ups
+                # queued during a burst must not each hold a worker for `idle` seconds.
+                if stopping or not window_open or not claimed_any or now - last_claim >= idle:
+                    window_closed_with_work = not window_open and not stopping
                     break
-        except DatabaseError:
-            # The claims held stay leased: the transactions are called again (same
-            # idempotency key) once their leases expire and a worker looks again.
-            logger.warning(
-                "database unavailable: abandoning %d calls in flight until their leases expire",
-                len(in_flight),
-            )
-            raise
+                time.sleep(poll)
+                continue
+
+            done, _ = wait(in_flight, timeout=poll, return_when=FIRST_COMPLETED)
+            for future in done:
+                _record(in_flight.pop(future), future, summary)
+
+            if stop_deadline is not None and time.monotonic() >= stop_deadline and in_flight:
+                calls.cancel_all()
+                summary.handed_back = services.release_claims(in_flight.values())
+                logger.warning("handed %d unfinished transactions back on shutdown", summary.handed_back)
+                break
 
     # A full window means work kept arriving: a fresh task carries on at once rather
     # than leaving it to the next wake-up or sweep.
