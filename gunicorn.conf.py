@@ -13,3 +13,6 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 # Each worker opens its own database connection after the fork.
 preload_app = False
+# gunicorn 27's control socket lives at one fixed path per user, which several
+# instances on one host (tests, benchmarks) would fight over; we do not use it.
+control_socket_disable = True
