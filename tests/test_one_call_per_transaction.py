@@ -23,7 +23,7 @@ def test_competing_clusters_and_duplicate_tasks_make_one_call_and_one_record_per
     first = service.start_worker()
     second = service.start_worker()
     rows = [stored_transaction() for _ in range(TRANSACTIONS)]
-    for _ in range(8):  # an at-least-once queue delivers some tasks twice
+    for _ in range(16):  # an at-least-once queue delivers some tasks twice
         async_task(services.PROCESS_TASK)
 
     wait_for(
