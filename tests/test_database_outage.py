@@ -4,7 +4,9 @@ import socket
 import time
 
 import httpx
+import psycopg
 import pytest
+from django.db import connection
 from django.db.models.functions import Now
 
 from tests.factories import webhook_body
@@ -101,3 +103,24 @@ def test_a_database_host_that_never_answers_still_gets_a_503_within_the_connect_
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert elapsed < NOT_A_HANG, f"the 503 took {elapsed:.1f}s"  # DATABASE_CONNECT_TIMEOUT is 3 s
+
+
+def test_a_webhook_stuck_behind_a_table_lock_gets_a_503_within_the_lock_timeout(service):
+    service.start_web(workers=1)
+    body = webhook_body()
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]
+    ) as locker:
+        # A migration or a forgotten transaction holding the table.
+        locker.execute("LOCK TABLE transactions_transaction IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        response = service.post_webhook(body)
+        elapsed = time.monotonic() - started
+        locker.rollback()
+
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    assert elapsed < NOT_A_HANG, f"the 503 took {elapsed:.1f}s"  # DATABASE_LOCK_TIMEOUT_MS is 5 s
+    assert not Transaction.objects.filter(transaction_id=body["transaction_id"]).exists()
+    assert service.post_webhook(body).status_code == 202  # the sender's retry, once the lock is gone

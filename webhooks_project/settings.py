@@ -100,6 +100,11 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     _db["OPTIONS"].setdefault("keepalives_idle", 10)
     _db["OPTIONS"].setdefault("keepalives_interval", 5)
     _db["OPTIONS"].setdefault("keepalives_count", 3)
+    # A statement stuck behind someone else's lock (a long migration, a forgotten
+    # transaction) gives up after this long: the webhook gets a 503, not a hang.
+    _db["OPTIONS"].setdefault(
+        "options", f"-c lock_timeout={env.int('DATABASE_LOCK_TIMEOUT_MS', default=5000)}"
+    )
     _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
