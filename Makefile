@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-postgres test-sqlite test-slow lint format superuser
+.PHONY: setup run test test-postgres test-sqlite test-slow lint format superuser openapi demo seed bench-admin screenshots
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,8 @@ setup: $(VENV)/.installed
 run: setup .env
 	python manage.py migrate --noinput
 	python manage.py collectstatic --noinput --verbosity 0
-	PORT=$(PORT) honcho start
+	rm -rf .prometheus && mkdir .prometheus
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.prometheus PORT=$(PORT) honcho start
 
 ## Create an admin login for staff.
 superuser: setup .env
@@ -51,6 +52,27 @@ lint: setup
 format: setup
 	ruff format .
 	ruff check --fix .
+
+## Regenerate the committed OpenAPI schema (tests fail when it differs from the views).
+openapi: setup
+	DJANGO_SECRET_KEY=openapi python manage.py spectacular --file docs/openapi.yaml --validate --fail-on-warn
+
+## Send webhooks to the service started by `make run` and watch them get processed.
+demo: setup .env
+	python manage.py demo --url http://127.0.0.1:$(PORT) $(DEMO_ARGS)
+
+## Add a million realistic transactions (ids seed_*), to try the admin at scale; `make seed SEED_ARGS=--delete` removes them.
+SEED_ARGS ?= --count 1000000
+seed: setup .env
+	python manage.py seed_transactions $(SEED_ARGS)
+
+## Queries and time of the admin's pages on the current database (seed it first).
+bench-admin: setup .env
+	python benchmarks/admin_changelist.py
+
+## Refresh the README's admin screenshots (runs the browser test against PostgreSQL).
+screenshots: setup
+	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots DATABASE_URL=$(TEST_DATABASE_URL) pytest tests/test_admin_browser.py
 
 ## The slow fault-injection tests (a minute or more each: they wait for the minutely sweep), on PostgreSQL.
 test-slow: setup

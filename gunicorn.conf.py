@@ -16,3 +16,39 @@ preload_app = False
 # gunicorn 27's control socket lives at one fixed path per user, which several
 # instances on one host (tests, benchmarks) would fight over; we do not use it.
 control_socket_disable = True
+
+# gunicorn's own lines in the same shape as the service's (see LOG_FORMAT in settings.py).
+_debug = os.environ.get("DJANGO_DEBUG", "0").lower() in ("1", "true", "yes", "on")
+if os.environ.get("LOG_FORMAT", "text" if _debug else "json") == "json":
+    _handler = {"class": "logging.StreamHandler", "formatter": "json"}
+    logconfig_dict = {
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "format": "%(levelname)s %(name)s %(process)d %(message)s",
+                "rename_fields": {"levelname": "level", "name": "logger"},
+                "timestamp": "time",
+            }
+        },
+        "handlers": {
+            "console": {**_handler, "stream": "ext://sys.stdout"},
+            "error_console": {**_handler, "stream": "ext://sys.stderr"},
+        },
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+            # Off unless GUNICORN_ACCESS_LOG asks for it, as without this dict.
+            "gunicorn.access": {
+                "level": "INFO" if accesslog else "WARNING",
+                "handlers": ["console"],
+                "propagate": False,
+            },
+        },
+    }
+
+
+def child_exit(server: object, worker: object) -> None:
+    # Prometheus multiprocess mode (transactions/metrics.py): drop a dead worker's live gauges.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

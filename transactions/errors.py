@@ -16,6 +16,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -62,6 +64,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         response.data = error_body(getattr(detail, "code", None) or "error", str(detail))
     if response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
         response["Retry-After"] = str(settings.RETRY_AFTER_SECONDS)
+    if getattr(context.get("view"), "count_rejections", False):
+        metrics.WEBHOOKS_REJECTED.labels(status=str(response.status_code), error=response.data["error"]).inc()
     return response
 
 

@@ -39,6 +39,14 @@ class TransactionQuerySet(models.QuerySet):
             next_attempt_at__lte=Now(),
         )
 
+    def stuck(self) -> "TransactionQuerySet":
+        """PROCESSING transactions whose claim has expired: their worker died or hung."""
+        return self.filter(status=Status.PROCESSING, leased_until__lt=Now())
+
+    def retryable(self) -> "TransactionQuerySet":
+        """What staff may send back for processing: FAILED, or stuck."""
+        return self.filter(Q(status=Status.FAILED) | Q(status=Status.PROCESSING, leased_until__lt=Now()))
+
 
 class Transaction(models.Model):
     """A payment transaction received by webhook; also the work item for processing.
@@ -81,6 +89,13 @@ class Transaction(models.Model):
         indexes = [
             models.Index(fields=["-created_at"], name="txn_created_idx"),
             models.Index(fields=["status", "-created_at"], name="txn_status_created_idx"),
+            # The admin's filters and searches, each ending in its newest-first order.
+            models.Index(fields=["currency", "-created_at"], name="txn_currency_created_idx"),
+            models.Index(fields=["source_account", "-created_at"], name="txn_source_created_idx"),
+            models.Index(fields=["destination_account", "-created_at"], name="txn_dest_created_idx"),
+            models.Index(
+                fields=["-created_at"], name="txn_conflict_created_idx", condition=Q(has_conflict=True)
+            ),
             # The workers' "what is due" scan only ever looks at pending rows.
             models.Index(
                 fields=["next_attempt_at"],

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from . import payment_api, services, shutdown
+from . import metrics, payment_api, services, shutdown
 from .services import Claim
 
 logger = logging.getLogger(__name__)
@@ -78,14 +78,20 @@ class _EventLoopThread:
             self.loop.close()
 
 
-def _record(claim: Claim, future: Future, summary: RunSummary) -> None:
+def _record(claim: Claim, future: Future, summary: RunSummary, started: float) -> None:
+    outcome = _outcome(claim, future, summary)
+    metrics.PROCESSING_OUTCOMES.labels(outcome=outcome).inc()
+    metrics.EXTERNAL_CALL_SECONDS.labels(outcome=outcome).observe(time.monotonic() - started)
+
+
+def _outcome(claim: Claim, future: Future, summary: RunSummary) -> str:
     error = future.exception()
     if error is None:
         if services.mark_processed(claim):
             summary.processed += 1
-        else:
-            summary.lost += 1
-        return
+            return "processed"
+        summary.lost += 1
+        return "lost"
     if isinstance(error, TimeoutError):
         message = f"external call timed out after {settings.PROCESSING_CALL_TIMEOUT_SECONDS:g}s"
     else:
@@ -93,10 +99,12 @@ def _record(claim: Claim, future: Future, summary: RunSummary) -> None:
     outcome = services.record_failure(claim, message)
     if outcome is None:
         summary.lost += 1
-    elif outcome == services.Status.FAILED:
+        return "lost"
+    if outcome == services.Status.FAILED:
         summary.failed += 1
-    else:
-        summary.retrying += 1
+        return "failed"
+    summary.retrying += 1
+    return "retrying"
 
 
 def process_due(
@@ -115,6 +123,7 @@ def process_due(
     started = last_claim = time.monotonic()
     claimed_any = False
     in_flight: dict[Future, Claim] = {}
+    started_at: dict[Future, float] = {}
     stop_deadline: float | None = None
     window_closed_with_work = False
 
@@ -129,7 +138,8 @@ def process_due(
 
             if not stopping and window_open and len(in_flight) < concurrency:
                 for claim in services.claim_due_transactions(limit=concurrency - len(in_flight)):
-                    in_flight[calls.submit(claim)] = claim
+                    future = calls.submit(claim)
+                    in_flight[future], started_at[future] = claim, time.monotonic()
                     last_claim, claimed_any = now, True
 
             if not in_flight:
@@ -143,11 +153,12 @@ def process_due(
 
             done, _ = wait(in_flight, timeout=poll, return_when=FIRST_COMPLETED)
             for future in done:
-                _record(in_flight.pop(future), future, summary)
+                _record(in_flight.pop(future), future, summary, started_at.pop(future))
 
             if stop_deadline is not None and time.monotonic() >= stop_deadline and in_flight:
                 calls.cancel_all()
                 summary.handed_back = services.release_claims(in_flight.values())
+                metrics.PROCESSING_OUTCOMES.labels(outcome="handed_back").inc(summary.handed_back)
                 logger.warning("handed %d unfinished transactions back on shutdown", summary.handed_back)
                 break
 

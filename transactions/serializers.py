@@ -147,6 +147,13 @@ class HealthSerializer(serializers.Serializer):
     current_time = serializers.DateTimeField()
 
 
+class ReadySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["READY", "NOT_READY"])
+    checks = serializers.DictField(
+        child=serializers.CharField(), help_text='Each check\'s result: "ok", or what is wrong.'
+    )
+
+
 class WebhookAcceptedSerializer(serializers.Serializer):
     transaction_id = serializers.CharField()
     status = serializers.ChoiceField(

@@ -17,10 +17,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet
 from django.db.models.functions import Now
 from django_q.tasks import async_task
 
+from . import metrics
 from .models import Status, Transaction
 
 logger = logging.getLogger(__name__)
@@ -92,11 +93,14 @@ def ingest_transaction(*, data: Mapping[str, Any], payload: Mapping[str, Any]) -
     incoming = (data["source_account"], data["destination_account"], data["amount"], data["currency"])
     stored[2] = Decimal(str(stored[2]))  # SQLite hands the amount back as a float
     conflict = not created and tuple(stored) != incoming
+    metrics.WEBHOOKS_RECEIVED.labels(result="new" if created else "duplicate").inc()
     if conflict:
+        metrics.WEBHOOKS_CONFLICTING.inc()
         logger.warning(
             "conflicting duplicate webhook transaction_id=%s delivery=%d: kept the first version",
             data["transaction_id"],
             delivery_count,
+            extra={"transaction_id": data["transaction_id"]},
         )
     if created:
         wake_workers()
@@ -170,10 +174,11 @@ def mark_processed(claim: Claim) -> bool:
     updated = _held(claim).update(
         status=Status.PROCESSED, processed_at=Now(), lease_token=None, leased_until=None, last_error=""
     )
+    extra = {"transaction_id": claim.transaction_id}
     if updated:
-        logger.info("processed transaction_id=%s", claim.transaction_id)
+        logger.info("processed transaction_id=%s", claim.transaction_id, extra=extra)
     else:
-        logger.warning("lost the claim before recording transaction_id=%s", claim.transaction_id)
+        logger.warning("lost the claim before recording transaction_id=%s", claim.transaction_id, extra=extra)
     return bool(updated)
 
 
@@ -198,6 +203,7 @@ def record_failure(claim: Claim, error: str) -> str | None:
         claim.transaction_id,
         "giving up" if new_status == Status.FAILED else "will retry",
         error,
+        extra={"transaction_id": claim.transaction_id},
     )
     return new_status
 
@@ -214,11 +220,27 @@ def release_claims(claims: Iterable[Claim]) -> int:
 
 
 def retry_transactions(*, pks: Iterable[Any]) -> int:
-    """Send FAILED transactions back for processing, with a fresh set of attempts."""
-    count = Transaction.objects.filter(pk__in=list(pks), status=Status.FAILED).update(
-        status=Status.PROCESSING, attempts=0, next_attempt_at=Now(), lease_token=None, leased_until=None
+    """Send FAILED and stuck transactions back for processing, with a fresh set of attempts.
+
+    Stuck means PROCESSING with an expired claim. Its old worker, should it still be
+    alive, can no longer record anything (it lost the lease), and the external call
+    is idempotent by the transaction's key, so taking it over is safe. Rows that are
+    neither are left alone; the count says how many were sent back.
+    """
+    count = (
+        Transaction.objects.retryable()
+        # A queryset stays a subquery: "select all" over a million rows loads no ids.
+        .filter(pk__in=pks if isinstance(pks, QuerySet) else list(pks))
+        .update(
+            status=Status.PROCESSING,
+            attempts=0,
+            next_attempt_at=Now(),
+            lease_token=None,
+            leased_until=None,
+        )
     )
     if count:
+        logger.info("staff sent %d transaction(s) back for processing", count)
         transaction.on_commit(wake_workers)
     return count
 

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from . import views
+from . import metrics, views
 from .serializers import IDENTIFIER_PATTERN
 
 
@@ -20,6 +20,8 @@ register_converter(IdentifierConverter, "identifier")
 
 urlpatterns = [
     path("", views.HealthView.as_view(), name="health"),
+    path("ready", views.ReadyView.as_view(), name="ready"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("v1/webhooks/transactions", views.TransactionWebhookView.as_view(), name="webhook"),
     path(
         "v1/transactions/<identifier:transaction_id>",

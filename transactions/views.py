@@ -7,11 +7,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import services
+from . import selectors, services
 from .models import Transaction
 from .serializers import (
     ErrorSerializer,
     HealthSerializer,
+    ReadySerializer,
     TransactionSerializer,
     TransactionWebhookSerializer,
     WebhookAcceptedSerializer,
@@ -54,8 +55,37 @@ class HealthView(APIView):
         )
 
 
+class ReadyView(APIView):
+    @extend_schema(
+        summary="Readiness check",
+        description=(
+            "For orchestrators: 200 READY when this instance can serve (the database answers "
+            "and every migration is applied), else 503 NOT_READY naming the failing check. "
+            "`GET /` stays the plain health check."
+        ),
+        responses={200: ReadySerializer, 503: ReadySerializer},
+        examples=[
+            OpenApiExample(
+                "Ready",
+                {"status": "READY", "checks": {"database": "ok", "migrations": "ok"}},
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        checks = selectors.readiness()
+        ready = all(value == "ok" for value in checks.values())
+        return Response(
+            {"status": "READY" if ready else "NOT_READY", "checks": checks},
+            status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+
 class TransactionWebhookView(APIView):
     """Validate, store once, acknowledge. Processing happens in the workers."""
+
+    # Refusals are counted in webhooks_rejected_total (transactions/errors.py).
+    count_rejections = True
 
     @extend_schema(
         summary="Receive a transaction webhook",

@@ -267,3 +267,57 @@ LOGGING = {
         "django-q": {"level": env.str("DJANGO_Q_LOG_LEVEL", default="WARNING")},
     },
 }
+
+# --- Back office and operability (admin, logs, metrics) ---------------------------
+
+INSTALLED_APPS += ["django.contrib.humanize", "django_prometheus"]
+
+# Request ids and Prometheus' request metrics wrap everything else.
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "transactions.log.RequestIDMiddleware",
+    *MIDDLEWARE,
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+# A caller's X-Request-ID is kept (if sane) and echoed back; otherwise one is made.
+LOG_REQUEST_ID_HEADER = "HTTP_X_REQUEST_ID"
+REQUEST_ID_RESPONSE_HEADER = "X-Request-ID"
+NO_REQUEST_ID = "-"
+
+# One JSON object per line in production; readable text in development.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'text'.")
+LOGGING["filters"] = {"context": {"()": "transactions.log.ContextFilter"}}
+LOGGING["formatters"] = {
+    "text": {
+        "format": "%(asctime)s %(levelname)s %(name)s %(process)d [%(request_id)s] %(message)s",
+    },
+    "json": {
+        "()": "pythonjsonlogger.json.JsonFormatter",
+        "format": "%(levelname)s %(name)s %(process)d %(request_id)s %(transaction_id)s %(message)s",
+        "rename_fields": {"levelname": "level", "name": "logger"},
+        "timestamp": "time",  # ISO 8601, UTC
+    },
+}
+LOGGING["handlers"]["console"] = {
+    "class": "logging.StreamHandler",
+    "formatter": LOG_FORMAT,
+    "filters": ["context"],
+}
+
+# /metrics: with METRICS_TOKEN set, Prometheus must send "Authorization: Bearer <token>";
+# without it, only clients on this host (127.0.0.1, ::1) may scrape.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# prometheus_client reads this variable itself; see transactions/metrics.py.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+# django-prometheus would query every database at start to count unapplied migrations.
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# Where `collectstatic` writes (and WhiteNoise serves from); tests use a temporary one.
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=STATIC_ROOT)
+
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "transactions.openapi.TaggedAutoSchema"

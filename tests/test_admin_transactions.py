@@ -1,0 +1,237 @@
+"""The staff's transactions admin: what it shows, how it filters, and that it stays cheap."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.factories import stored_transaction
+from transactions import selectors
+from transactions.models import Status, Transaction
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("unhashed_static_files")]
+
+CHANGELIST = reverse("admin:transactions_transaction_changelist")
+
+
+def _set(txn: Transaction, **fields) -> Transaction:
+    Transaction.objects.filter(pk=txn.pk).update(**fields)
+    txn.refresh_from_db()
+    return txn
+
+
+def _failed(**overrides) -> Transaction:
+    return _set(stored_transaction(**overrides), status=Status.FAILED, attempts=5, last_error="boom")
+
+
+def _processed(**overrides) -> Transaction:
+    txn = stored_transaction(**overrides)
+    return _set(txn, status=Status.PROCESSED, attempts=1, processed_at=txn.created_at + timedelta(seconds=30))
+
+
+def _stuck(**overrides) -> Transaction:
+    return _set(
+        stored_transaction(**overrides), attempts=1, leased_until=timezone.now() - timedelta(minutes=1)
+    )
+
+
+def _listed_ids(response) -> list[str]:
+    return re.findall(r'<th class="field-transaction_id"><a [^>]*>([^<]+)</a>', response.content.decode())
+
+
+def test_list_shows_status_colour_amount_currency_duration_and_conflict_marker(admin_client):
+    done = _processed(amount=1234567.5, currency="USD")
+    _set(done, delivery_count=3, has_conflict=True)
+
+    page = admin_client.get(CHANGELIST).content.decode()
+
+    assert 'class="txn-status txn-status-processed"' in page
+    assert "1,234,567.50 USD" in page
+    assert "30.0 s" in page  # processed_at - created_at
+    assert '<td class="field-deliveries">3 <span class="txn-conflict"' in page
+    assert page.count('class="txn-conflict"') == 1
+
+
+def test_list_is_newest_first(admin_client):
+    older, newer = stored_transaction(), stored_transaction()
+    _set(older, created_at=timezone.now() - timedelta(hours=1))
+
+    assert _listed_ids(admin_client.get(CHANGELIST)) == [newer.transaction_id, older.transaction_id]
+
+
+def test_summary_counts_statuses_and_shows_oldest_processing_and_queue_depth(admin_client):
+    oldest = stored_transaction()
+    _set(oldest, created_at=timezone.now() - timedelta(minutes=5))
+    stored_transaction()
+    _failed()
+    _processed()
+
+    response = admin_client.get(CHANGELIST)
+
+    summary = response.context["summary"]
+    assert (summary["counts"].processing, summary["counts"].failed, summary["counts"].processed) == (2, 1, 1)
+    assert summary["oldest"] == oldest
+    assert summary["queue"].due_transactions == 2
+    page = response.content.decode()
+    assert 'id="txn-summary"' in page and "5 min" in page and oldest.transaction_id in page
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("status=FAILED", {"failed"}),
+        ("status=PROCESSED", {"processed"}),
+        ("status=stuck", {"stuck"}),
+        ("currency=EUR", {"euro"}),
+        ("has_conflict__exact=1", {"conflict"}),
+    ],
+)
+def test_filters_narrow_the_list(admin_client, query, expected):
+    made = {
+        "failed": _failed(),
+        "processed": _processed(),
+        "stuck": _stuck(),
+        "euro": stored_transaction(currency="EUR"),
+        "conflict": _set(stored_transaction(), has_conflict=True, delivery_count=2),
+    }
+
+    listed = set(_listed_ids(admin_client.get(f"{CHANGELIST}?{query}")))
+
+    assert listed == {made[name].transaction_id for name in expected}
+
+
+def test_currency_filter_offers_the_currencies_in_use(admin_client):
+    stored_transaction(currency="JPY")
+    stored_transaction(currency="EUR")
+
+    page = admin_client.get(CHANGELIST).content.decode()
+
+    assert "?currency=EUR" in page and "?currency=JPY" in page and "?currency=USD" not in page
+
+
+def test_search_finds_exact_transaction_id_or_account(admin_client):
+    a = stored_transaction(source_account="acc_alice")
+    b = stored_transaction(destination_account="acc_alice")
+    stored_transaction(source_account="acc_alicex")
+
+    assert set(_listed_ids(admin_client.get(CHANGELIST, {"q": "acc_alice"}))) == {
+        a.transaction_id,
+        b.transaction_id,
+    }
+    assert _listed_ids(admin_client.get(CHANGELIST, {"q": a.transaction_id})) == [a.transaction_id]
+
+
+def test_date_drill_down_lists_days_from_the_date_range(admin_client):
+    now = timezone.now()
+    stored_transaction()
+    _set(stored_transaction(), created_at=now - timedelta(days=400))
+
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert f"?created_at__year={now.year}" in page and f"?created_at__year={now.year - 1}" in page
+
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.get(CHANGELIST, {"created_at__year": now.year, "created_at__month": now.month})
+    assert not [q for q in queries if "DISTINCT" in q["sql"] and "created_at" in q["sql"]]
+
+
+def test_list_runs_the_same_queries_for_one_row_or_a_full_page(admin_client):
+    stored_transaction()
+    with CaptureQueriesContext(connection) as one:
+        admin_client.get(CHANGELIST)
+    for _ in range(60):
+        _processed()
+    with CaptureQueriesContext(connection) as many:
+        admin_client.get(CHANGELIST)
+
+    assert len(many) == len(one)
+
+
+@pytest.mark.postgres
+def test_unfiltered_list_uses_the_row_estimate_not_a_count_of_the_table(admin_client, monkeypatch):
+    for _ in range(3):
+        stored_transaction()
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE transactions_transaction")
+    monkeypatch.setattr(selectors, "EXACT_COUNT_BELOW", 0)  # as if the table were big
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(CHANGELIST)
+
+    assert response.context["cl"].result_count == 3
+    full_counts = [
+        q["sql"] for q in queries if re.search(r'COUNT\(.*\bFROM "transactions_transaction"\s*$', q["sql"])
+    ]
+    assert full_counts == []
+    assert any("reltuples" in q["sql"] for q in queries)
+
+
+def test_detail_page_is_read_only_with_pretty_payload_and_processing_history(admin_client):
+    txn = _failed(amount=99.99)
+    _set(txn, last_error="external call timed out after 45s")
+
+    page = admin_client.get(reverse("admin:transactions_transaction_change", args=[txn.pk])).content.decode()
+
+    form = page.split('id="content-main"')[1]
+    assert not re.search(r'<(textarea|select)\b|<input(?![^>]*type="hidden")', form)
+    assert 'name="_save"' not in page
+    assert f"&quot;transaction_id&quot;: &quot;{txn.transaction_id}&quot;" in page  # pretty-printed JSON
+    assert "\n  &quot;amount&quot;: 99.99" in page
+    assert "external call timed out after 45s" in page
+    assert "failed processing task(s) since it arrived" in page
+    assert "/django_q/failure/?func=transactions.tasks.process_due_transactions" in page
+
+
+def test_retry_action_sends_failed_and_stuck_back_and_leaves_the_rest(admin_client):
+    failed, stuck, done = _failed(), _stuck(), _processed()
+    working = _set(stored_transaction(), attempts=1, leased_until=timezone.now() + timedelta(minutes=1))
+
+    response = admin_client.post(
+        CHANGELIST,
+        {
+            "action": "retry_processing",
+            "_selected_action": [str(t.pk) for t in (failed, stuck, done, working)],
+        },
+        follow=True,
+    )
+
+    assert "2 transaction(s) sent back for processing." in response.content.decode()
+    for txn in (failed, stuck):
+        txn.refresh_from_db()
+        assert (txn.status, txn.attempts, txn.leased_until) == (Status.PROCESSING, 0, None)
+        assert Transaction.objects.due().filter(pk=txn.pk).exists()
+    done.refresh_from_db()
+    working.refresh_from_db()
+    assert done.status == Status.PROCESSED
+    assert working.attempts == 1 and working.leased_until is not None
+
+
+def test_staff_without_change_permission_can_look_but_not_retry(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_transaction"))
+    client.force_login(viewer)
+    _failed()
+
+    response = client.get(CHANGELIST)
+
+    assert response.status_code == 200
+    assert "retry_processing" not in response.content.decode()
+
+
+def test_retry_of_all_matching_rows_across_pages(admin_client):
+    failed = [_failed() for _ in range(3)]
+    _processed()
+
+    response = admin_client.post(
+        f"{CHANGELIST}?status=FAILED",
+        {"action": "retry_processing", "select_across": "1", "_selected_action": [str(failed[0].pk)]},
+        follow=True,
+    )
+
+    assert "3 transaction(s) sent back for processing." in response.content.decode()
+    assert not Transaction.objects.filter(status=Status.FAILED).exists()

@@ -1,0 +1,85 @@
+"""GET /metrics: Prometheus metrics, the service's own among them, for permitted scrapers only."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.factories import stored_transaction, webhook_body
+from transactions.models import Transaction
+
+pytestmark = pytest.mark.django_db
+
+
+def _scrape(client, **headers) -> str:
+    response = client.get("/metrics", REMOTE_ADDR="127.0.0.1", **headers)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    return response.content.decode()
+
+
+def _value(text: str, name: str, **labels) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = (
+        rf"^{re.escape(name)}{{{re.escape(wanted)}}} (\S+)$" if labels else rf"^{re.escape(name)} (\S+)$"
+    )
+    match = re.search(pattern, text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_webhooks_received_duplicated_and_rejected_are_counted(client):
+    before = _scrape(client)
+    body = webhook_body()
+
+    for _ in range(3):
+        assert (
+            client.post("/v1/webhooks/transactions", body, content_type="application/json").status_code == 202
+        )
+    assert (
+        client.post("/v1/webhooks/transactions", {"amount": 1}, content_type="application/json").status_code
+        == 400
+    )
+
+    after = _scrape(client)
+    for name, labels, increase in [
+        ("webhooks_received_total", {"result": "new"}, 1),
+        ("webhooks_received_total", {"result": "duplicate"}, 2),
+        ("webhooks_rejected_total", {"error": "invalid_payload", "status": "400"}, 1),
+    ]:
+        assert _value(after, name, **labels) - _value(before, name, **labels) == increase, name
+
+
+def test_queue_depth_and_oldest_pending_age_are_read_from_the_database_at_scrape_time(client):
+    oldest = stored_transaction()
+    Transaction.objects.filter(pk=oldest.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    stored_transaction()
+
+    text = _scrape(client)
+
+    assert _value(text, "transactions_queue_depth", kind="due_transactions") == 2
+    assert 600 <= _value(text, "transactions_oldest_pending_age_seconds") < 700
+    assert _value(text, "transactions_status", status="PROCESSING") == 2
+    assert _value(text, "transactions_collector_up") == 1
+
+
+def test_django_request_metrics_are_exported(client):
+    client.get("/")
+
+    assert "django_http_requests_total_by_method_total" in _scrape(client)
+
+
+def test_metrics_refuse_remote_scrapers_without_a_token(client):
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
+
+
+def test_metrics_need_the_bearer_token_when_one_is_set(client, settings):
+    settings.METRICS_TOKEN = "s3cret"
+
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 403
+    assert (
+        client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    )
+    assert (
+        client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+    )

@@ -1,0 +1,124 @@
+"""Prometheus metrics: the service's own, and the /metrics endpoint that serves them.
+
+On the hot paths (a webhook, a processing outcome) only counters are incremented.
+Queue depth and the oldest pending age are read from the database when Prometheus
+scrapes, by a collector, so they are right whichever process did the work.
+
+With several processes (gunicorn workers, qcluster workers), set
+PROMETHEUS_MULTIPROC_DIR to an empty directory shared by all of them on the host:
+prometheus_client then keeps each process's values in files there and /metrics adds
+them up. Without it, each process counts alone (fine for one process).
+"""
+
+import hmac
+import logging
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from . import selectors
+
+logger = logging.getLogger(__name__)
+
+WEBHOOKS_RECEIVED = Counter(
+    "webhooks_received_total",
+    "Webhook deliveries accepted (202), by whether the transaction was new or a duplicate.",
+    ["result"],
+)
+WEBHOOKS_CONFLICTING = Counter(
+    "webhooks_conflicting_duplicates_total",
+    "Duplicate deliveries whose fields differed from the stored (first) version.",
+)
+WEBHOOKS_REJECTED = Counter(
+    "webhooks_rejected_total",
+    "Webhook deliveries refused, by HTTP status and error code.",
+    ["status", "error"],
+)
+PROCESSING_OUTCOMES = Counter(
+    "transactions_processing_outcomes_total",
+    "Outcomes of external calls: processed, retrying, failed (gave up), lost (claim expired), handed_back.",
+    ["outcome"],
+)
+EXTERNAL_CALL_SECONDS = Histogram(
+    "transactions_external_call_seconds",
+    "Duration of the external payment call, by outcome.",
+    ["outcome"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 45, 60, 120),
+)
+
+
+class DatabaseCollector:
+    """Queue gauges read at scrape time (cheap: partial indexes over pending rows)."""
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "transactions_collector_up", "1 if the database answered the collector's queries."
+        )
+        try:
+            depth = selectors.queue_depth()
+            oldest = selectors.oldest_pending_created_at()
+            counts = selectors.status_counts()
+        except Exception:
+            logger.warning("metrics: could not read the queue from the database", exc_info=True)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        queue = GaugeMetricFamily(
+            "transactions_queue_depth",
+            "Work waiting for a worker: due PROCESSING transactions, and django-q2 tasks not yet taken.",
+            labels=["kind"],
+        )
+        queue.add_metric(["due_transactions"], depth.due_transactions)
+        queue.add_metric(["queued_tasks"], depth.queued_tasks)
+        yield queue
+        age = (timezone.now() - oldest).total_seconds() if oldest else 0
+        yield GaugeMetricFamily(
+            "transactions_oldest_pending_age_seconds",
+            "Age of the oldest transaction still PROCESSING (0 when none).",
+            value=max(age, 0),
+        )
+        status = GaugeMetricFamily(
+            "transactions_status", "Transactions per status (not PROCESSED).", labels=["status"]
+        )
+        status.add_metric(["PROCESSING"], counts.processing)
+        status.add_metric(["FAILED"], counts.failed)
+        yield status
+
+
+_database_registry = CollectorRegistry(auto_describe=False)
+_database_registry.register(DatabaseCollector())
+
+
+def _allowed(request: HttpRequest) -> bool:
+    token = settings.METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    # No token configured: only from this host (a sidecar or a local agent).
+    return request.META.get("REMOTE_ADDR") in ("127.0.0.1", "::1")
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not _allowed(request):
+        return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
+    if settings.PROMETHEUS_MULTIPROC_DIR:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    body = generate_latest(registry) + generate_latest(_database_registry)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
