@@ -7,6 +7,7 @@ does, against the test database (which the test must commit to: use
 
 import contextlib
 import itertools
+import json
 import os
 import re
 import signal
@@ -79,10 +80,23 @@ class ExternalCall:
     outcome: str | None = None
 
 
-_CALL_LINE = re.compile(
-    r" (?P<pid>\d+) external call (?P<kind>start|end) idempotency_key=(?P<key>\S+)"
+_CALL_MESSAGE = re.compile(
+    r"external call (?P<kind>start|end) idempotency_key=(?P<key>\S+)"
     r" at=(?P<at>[\d.]+)(?: outcome=(?P<outcome>\w+))?"
 )
+# The text log format: date time level logger pid [request id] message.
+_TEXT_LINE = re.compile(r"\S+ \S+ \S+ \S+ (?P<process>\d+) (?:\[[^\]]*\] )?(?P<message>.*)")
+
+
+def log_records(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(pid, message) of each line a service process logged, JSON (production) or text."""
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                yield int(record.get("process") or 0), str(record.get("message", ""))
+        elif match := _TEXT_LINE.match(line):
+            yield int(match["process"]), match["message"]
 
 
 def assert_no_overlapping_calls(calls: list[ExternalCall]) -> None:
@@ -246,8 +260,10 @@ class ServiceProcesses:
             if "qcluster" not in proc.log_path:  # type: ignore[attr-defined]
                 continue
             open_calls: dict[tuple[int, str], ExternalCall] = {}
-            for match in _CALL_LINE.finditer(Path(proc.log_path).read_text(errors="replace")):  # type: ignore[attr-defined]
-                pid, key, at = int(match["pid"]), match["key"], float(match["at"])
+            for pid, message in log_records(proc.log_path):  # type: ignore[attr-defined]
+                if not (match := _CALL_MESSAGE.match(message)):
+                    continue
+                key, at = match["key"], float(match["at"])
                 if match["kind"] == "start":
                     open_calls[pid, key] = call = ExternalCall(key, pid, at)
                     calls.append(call)
