@@ -6,18 +6,9 @@ from django.urls import reverse
 from tests.factories import stored_transaction
 from transactions.models import Status, Transaction
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("unhashed_static_files")]
 
 CHANGELIST = "admin:transactions_transaction_changelist"
-
-
-@pytest.fixture(autouse=True)
-def _static_files_without_collectstatic(settings):
-    # Production serves hashed files that `collectstatic` wrote; pages here need none.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
 
 
 def _retry(admin_client, *transactions: Transaction):
