@@ -248,9 +248,11 @@ class ServiceProcesses:
 
     @staticmethod
     def kill_all(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-        """Signal its whole process group at once, as a crash or the OOM killer would."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+        """Signal it and every process below it at once, as the OOM killer or systemd's
+        KillMode=control-group would."""
+        for pid in {proc.pid} | descendants(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
         proc.wait(timeout=30)
 
     def external_calls(self) -> list[ExternalCall]:
@@ -283,6 +285,8 @@ class ServiceProcesses:
             if proc.poll() is None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.stop(proc, timeout=30)
+            if proc.poll() is None:
+                self.kill_all(proc)
         for proc in self.procs:  # and anything the main processes left behind
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)

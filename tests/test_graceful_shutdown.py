@@ -100,10 +100,9 @@ def test_sigterm_to_gunicorn_finishes_the_request_in_flight(service):
     assert Transaction.objects.filter(transaction_id=json.loads(body)["transaction_id"]).exists()
 
 
-def test_sigterm_to_the_whole_process_group_ends_qcluster_and_a_restart_finishes_the_work(service):
-    # systemd's default KillMode=control-group (supervisor's stopasgroup) signals every
-    # process: the sentinel and workers die at once, so this is a crash, not a graceful
-    # stop; but the main process must end rather than hang, and nothing may be lost.
+def test_sigterm_to_the_process_group_reaches_only_the_main_process_which_stops_gracefully(service):
+    # Ctrl-C in a terminal, honcho (`make run`, the Docker image) and supervisor's
+    # stopasgroup signal the process group: the sentinel and workers are not in it.
     service.configure(**FAST_PROCESSING)
     service.start_web()
     cluster = service.start_worker()
@@ -113,7 +112,26 @@ def test_sigterm_to_the_whole_process_group_ends_qcluster_and_a_restart_finishes
 
     os.killpg(cluster.pid, signal.SIGTERM)
 
-    cluster.wait(timeout=30)
+    assert cluster.wait(timeout=30) == 0
+    assert not any(alive(pid) for pid in family)
+    rows = Transaction.objects.filter(transaction_id__in=ids)
+    assert {(row.status, row.attempts) for row in rows} == {(Status.PROCESSED, 1)}
+    assert [call.outcome for call in service.external_calls()] == ["ok"] * 3
+
+
+def test_sigterm_to_every_process_of_qcluster_ends_it_and_a_restart_finishes_the_work(service):
+    # systemd's default KillMode=control-group signals every process of the service:
+    # the sentinel and workers die at once, so this is a crash, not a graceful stop;
+    # but the main process must end rather than hang, and nothing may be lost.
+    service.configure(**FAST_PROCESSING)
+    service.start_web()
+    cluster = service.start_worker()
+    family = descendants(cluster.pid)
+    ids = _post(service, 3)
+    _in_flight(service, 3)
+
+    service.kill_all(cluster, signal.SIGTERM)
+
     wait_for(lambda: not any(alive(pid) for pid in family), timeout=10, what="every cluster process to end")
     wait_for(
         lambda: not Transaction.objects.filter(leased_until__gt=Now()).exists(),

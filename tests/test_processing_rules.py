@@ -101,10 +101,10 @@ def test_a_failed_attempt_waits_out_an_exponential_backoff(settings):
 
 def test_the_last_allowed_attempt_failing_marks_the_transaction_failed_with_its_error(settings):
     settings.PROCESSING_MAX_ATTEMPTS = 2
-    settings.PROCESSING_RETRY_BACKOFF_SECONDS = 0
     txn = stored_transaction()
     [claim] = claim_due_transactions(limit=1)
     assert services.record_failure(claim, "first") == Status.PROCESSING
+    Transaction.objects.update(next_attempt_at=Now())  # the backoff has passed
     [claim] = claim_due_transactions(limit=1)
 
     assert services.record_failure(claim, "second") == Status.FAILED

@@ -10,6 +10,11 @@ django-q2's processes do not watch their parent: if the main process is killed o
 processing, with nothing left to stop them. `install()` therefore also asks Linux to
 kill each child when its parent dies, so the whole cluster goes down like a crash, and
 its leased transactions are recovered by another cluster (see the README's Guarantees).
+
+It also moves the sentinel (and so every process it forks) out of the main process's
+process group. A signal sent to the group (Ctrl-C in a terminal, honcho, supervisor's
+stopasgroup) then reaches the main process alone, which stops the cluster gracefully,
+instead of killing the sentinel and the workers mid-call.
 """
 
 import ctypes
@@ -34,21 +39,29 @@ class _ChildHook:
 
 
 _child_hook = _ChildHook()
+_main_pid: int | None = None
 
 
 def install() -> Event:
     """Create the shared event and tie children to their parent; call in the main
     qcluster process before it forks."""
-    global _event
+    global _event, _main_pid
     _event = multiprocessing.get_context("fork").Event()
-    if sys.platform.startswith("linux"):
-        register_after_fork(_child_hook, _die_with_parent)
+    _main_pid = os.getpid()
+    register_after_fork(_child_hook, _after_fork)
     return _event
 
 
-def _die_with_parent(_: object) -> None:
+def _after_fork(_: object) -> None:
     # Runs in every process multiprocessing forks from here on: the sentinel, and
     # (inherited) the workers, pusher and monitor it forks in turn.
+    if os.getppid() == _main_pid:
+        os.setpgid(0, 0)  # the sentinel: a process group of its own
+    if sys.platform.startswith("linux"):
+        _die_with_parent()
+
+
+def _die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         logger.warning("could not tie process %d to its parent: errno %d", os.getpid(), ctypes.get_errno())
