@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-postgres test-sqlite test-slow lint format superuser openapi demo seed bench-admin screenshots
+.PHONY: setup run test test-postgres test-sqlite test-slow lint format superuser openapi demo seed bench-admin screenshots fuzz
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ setup: $(VENV)/.installed
 # Local settings, made once: a random secret key (the service refuses to start without one).
 .env:
 	@echo "DJANGO_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > $@
-	@echo "Wrote .env with a fresh DJANGO_SECRET_KEY"
+	@echo "# Local use over plain http: no https redirect or secure-only cookies, and the" >> $@
+	@echo "# status API answers without an API key. Never use these in production." >> $@
+	@echo "DJANGO_HTTPS=0" >> $@
+	@echo "STATUS_API_PUBLIC=1" >> $@
+	@echo "Wrote .env with a fresh DJANGO_SECRET_KEY (local http settings; see README: Security)"
 
 ## Set up and run the service: web (gunicorn) and workers (qcluster), on SQLite unless DATABASE_URL is set.
 run: setup .env
@@ -73,6 +77,10 @@ bench-admin: setup .env
 ## Refresh the README's admin screenshots (runs the browser test against PostgreSQL).
 screenshots: setup
 	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots DATABASE_URL=$(TEST_DATABASE_URL) pytest tests/test_admin_browser.py
+
+## A longer fuzz run (5,000 examples per property and for schemathesis; several minutes).
+fuzz: setup
+	DATABASE_URL=$(TEST_DATABASE_URL) FUZZ_PROFILE=long pytest -m fuzz $(PYTEST_ARGS)
 
 ## The slow fault-injection tests (a minute or more each: they wait for the minutely sweep), on PostgreSQL.
 test-slow: setup

@@ -1,18 +1,45 @@
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
+from rest_framework_api_key.models import APIKey
 
 from tests.processes import ServiceProcesses
 from transactions import services
+
+# Fuzz tests are bounded for CI; FUZZ_PROFILE=long runs many more examples (README: Security).
+_fuzz = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
+hypothesis_settings.register_profile("default-run", max_examples=200, **_fuzz)
+hypothesis_settings.register_profile("long", max_examples=5000, **_fuzz)
+hypothesis_settings.load_profile("long" if os.environ.get("FUZZ_PROFILE") == "long" else "default-run")
 
 
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def api_key(db: None) -> str:
+    """A valid status-API key, created the way the admin creates one."""
+    _, key = APIKey.objects.create_key(name="tests")
+    return key
+
+
+@pytest.fixture
+def reader(api: APIClient, api_key: str) -> APIClient:
+    """A client that may read transactions (sends the API key)."""
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return api
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ import psycopg
 from django.conf import settings
 from django.db import connection
 from psycopg import sql
+
+from transactions.signatures import signed_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -173,12 +176,16 @@ class ServiceProcesses:
             # The test's own key: tasks it enqueues (wake-ups) must pass the cluster's signature check.
             "DJANGO_SECRET_KEY": settings.SECRET_KEY,
             "DJANGO_DEBUG": "0",
+            # Plain http on 127.0.0.1, as `make run`; tests/test_deployment_https.py runs the
+            # production (https) configuration.
+            "DJANGO_HTTPS": "0",
             "DJANGO_Q_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
             **{k: str(v) for k, v in env.items()},
         }
         self.procs: list[subprocess.Popen] = []
         self.port: int | None = None
+        self._api_key: str | None = None
 
     def configure(self, **env: Any) -> None:
         """Environment for every process started from now on."""
@@ -233,11 +240,33 @@ class ServiceProcesses:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def post_webhook(self, body: dict, client: httpx.Client | None = None) -> httpx.Response:
-        return (client or httpx).post(self.url("/v1/webhooks/transactions"), json=body, timeout=10)
+    def post_webhook(
+        self, body: dict, client: httpx.Client | None = None, secret: str | None = None
+    ) -> httpx.Response:
+        """POST a webhook; signed (Standard Webhooks) when given a secret."""
+        content = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers.update(signed_headers(secret=secret, msg_id=f"msg_{uuid.uuid4().hex}", body=content))
+        return (client or httpx).post(
+            self.url("/v1/webhooks/transactions"), content=content, headers=headers, timeout=10
+        )
+
+    @property
+    def api_key(self) -> str:
+        """An API key for the status endpoint, made the way staff make one (stored hashed)."""
+        if self._api_key is None:
+            from rest_framework_api_key.models import APIKey
+
+            _, self._api_key = APIKey.objects.create_key(name="end-to-end tests")
+        return self._api_key
 
     def get_transaction(self, transaction_id: str) -> httpx.Response:
-        return httpx.get(self.url(f"/v1/transactions/{transaction_id}"), timeout=10)
+        return httpx.get(
+            self.url(f"/v1/transactions/{transaction_id}"),
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=10,
+        )
 
     @staticmethod
     def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> int:

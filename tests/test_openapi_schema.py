@@ -35,7 +35,7 @@ def test_schema_documents_every_endpoint_with_readme_examples():
         "/v1/transactions/{transaction_id}",
     }
     webhook = schema["paths"]["/v1/webhooks/transactions"]["post"]
-    assert set(webhook["responses"]) == {"202", "400", "413", "415", "503"}
+    assert set(webhook["responses"]) == {"202", "400", "401", "413", "415", "503"}
     example = webhook["requestBody"]["content"]["application/json"]["examples"]["Webhook"]["value"]
     assert example == {
         "transaction_id": "txn_abc123",

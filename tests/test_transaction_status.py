@@ -18,10 +18,10 @@ FIELDS = {
 }
 
 
-def test_transaction_reports_exactly_the_contract_fields(api, db):
+def test_transaction_reports_exactly_the_contract_fields(reader, db):
     txn = stored_transaction(amount=1500)
 
-    response = api.get(f"/v1/transactions/{txn.transaction_id}")
+    response = reader.get(f"/v1/transactions/{txn.transaction_id}")
 
     assert response.status_code == 200
     body = response.json()
@@ -33,27 +33,27 @@ def test_transaction_reports_exactly_the_contract_fields(api, db):
 
 
 @pytest.mark.parametrize("amount", [1500, 10.5, 0.01, 123456789012.34])
-def test_amount_is_a_json_number_equal_to_what_was_sent(api, db, amount):
+def test_amount_is_a_json_number_equal_to_what_was_sent(reader, db, amount):
     txn = stored_transaction(amount=amount)
 
-    body = api.get(f"/v1/transactions/{txn.transaction_id}").json()
+    body = reader.get(f"/v1/transactions/{txn.transaction_id}").json()
 
     assert body["amount"] == amount
     assert isinstance(body["amount"], (int, float))
 
 
-def test_processed_transaction_reports_processed_at(api, db):
+def test_processed_transaction_reports_processed_at(reader, db):
     txn = stored_transaction()
     Transaction.objects.filter(pk=txn.pk).update(status=Status.PROCESSED, processed_at=timezone.now())
 
-    body = api.get(f"/v1/transactions/{txn.transaction_id}").json()
+    body = reader.get(f"/v1/transactions/{txn.transaction_id}").json()
 
     assert body["status"] == "PROCESSED"
     assert body["processed_at"] is not None
 
 
-def test_unknown_transaction_is_a_json_404(api, db):
-    response = api.get("/v1/transactions/txn_missing")
+def test_unknown_transaction_is_a_json_404(reader, db):
+    response = reader.get("/v1/transactions/txn_missing")
 
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
@@ -73,16 +73,16 @@ def test_unknown_transaction_is_a_json_404(api, db):
         "/v1/webhooks/transactions/",
     ],
 )
-def test_odd_paths_are_a_json_404_not_a_500(api, db, path):
-    response = api.get(path)
+def test_odd_paths_are_a_json_404_not_a_500(reader, db, path):
+    response = reader.get(path)
 
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
 
 
-def test_status_endpoint_only_allows_reads(api, db):
+def test_status_endpoint_only_allows_reads(reader, db):
     txn = stored_transaction()
 
-    response = api.post(f"/v1/transactions/{txn.transaction_id}", {}, format="json")
+    response = reader.post(f"/v1/transactions/{txn.transaction_id}", {}, format="json")
 
     assert response.status_code == 405

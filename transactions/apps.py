@@ -5,3 +5,6 @@ class TransactionsConfig(AppConfig):
     name = "transactions"
     verbose_name = "Payment transactions"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks, schema  # noqa: F401 (registers system checks and OpenAPI extensions)

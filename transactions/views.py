@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
+from .authentication import APIKeyAuthentication, HasAPIKeyOrPublic, WebhookSignatureAuthentication
 from .models import Transaction
 from .serializers import (
     ErrorSerializer,
@@ -82,7 +83,9 @@ class ReadyView(APIView):
 
 
 class TransactionWebhookView(APIView):
-    """Validate, store once, acknowledge. Processing happens in the workers."""
+    """Verify the signature, validate, store once, acknowledge. Processing happens in the workers."""
+
+    authentication_classes = [WebhookSignatureAuthentication]
 
     # Refusals are counted in webhooks_rejected_total (transactions/errors.py).
     count_rejections = True
@@ -98,6 +101,10 @@ class TransactionWebhookView(APIView):
         responses={
             202: WebhookAcceptedSerializer,
             400: _error("Malformed JSON, or an invalid field (named in `fields`)."),
+            401: _error(
+                "The Standard Webhooks signature is missing, invalid or outside the time "
+                "tolerance (only when the service has WEBHOOK_SECRETS); nothing is stored."
+            ),
             413: _error("Body larger than the limit (64 KiB by default)."),
             415: _error("Content-Type is not application/json."),
             503: _error("The database is unavailable; retry after the Retry-After header's seconds."),
@@ -122,9 +129,18 @@ class TransactionWebhookView(APIView):
 
 
 class TransactionDetailView(APIView):
+    authentication_classes = [APIKeyAuthentication]
+    permission_classes = [HasAPIKeyOrPublic]
+
     @extend_schema(
         summary="A transaction and its processing status",
-        responses={200: TransactionSerializer, 404: _error("No transaction with this transaction_id.")},
+        description="Needs an API key (`Authorization: Bearer <key>`) unless the service runs "
+        "with STATUS_API_PUBLIC=1.",
+        responses={
+            200: TransactionSerializer,
+            401: _error("No API key, or an invalid, revoked or expired one."),
+            404: _error("No transaction with this transaction_id."),
+        },
         examples=[
             OpenApiExample(
                 "Processed",

@@ -6,6 +6,7 @@ is SQLite, so a newcomer can run the service with nothing else installed.
 A `.env` file beside manage.py is read too (it never overrides the real environment).
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -267,6 +268,63 @@ LOGGING = {
         "django-q": {"level": env.str("DJANGO_Q_LOG_LEVEL", default="WARNING")},
     },
 }
+
+# --- Security ---------------------------------------------------------------------
+# See the README's "Security" section. Defaults are the production choice; `make run`
+# writes a .env that relaxes what plain http on localhost needs.
+
+# Standard Webhooks secrets (`whsec_...`), comma-separated: a webhook signed with any of
+# them is accepted, so a secret can be rotated without downtime; the first one signs
+# `manage.py send_webhook`. Unset: unsigned webhooks are accepted (and warned about).
+WEBHOOK_SECRETS = env.list("WEBHOOK_SECRETS", default=[])
+from transactions.signatures import is_valid_secret  # noqa: E402 (no Django imports in it)
+
+for _secret in WEBHOOK_SECRETS:
+    if not is_valid_secret(_secret):
+        raise ImproperlyConfigured(
+            "WEBHOOK_SECRETS must hold whsec_<base64 of 24+ random bytes> secrets, comma-separated "
+            "(`python manage.py send_webhook --new-secret` makes one)."
+        )
+# A signed webhook whose timestamp is further than this from now is refused as a replay.
+WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=5 * 60)
+
+# GET /v1/transactions/{id} needs an API key (`Authorization: Bearer <key>`, keys made by
+# staff in the admin) unless this opens it to everyone (local development, demos).
+STATUS_API_PUBLIC = env.bool("STATUS_API_PUBLIC", default=False)
+
+INSTALLED_APPS += ["rest_framework_api_key", "axes"]
+
+# Served over HTTPS, directly or behind a TLS-terminating proxy: plain-http requests are
+# redirected (except the health check at /, which load balancers probe over http),
+# cookies are secure-only, and browsers are told to use https only (HSTS).
+HTTPS = env.bool("DJANGO_HTTPS", default=True)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^$"]
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=True)
+# The header by which the TLS proxy says the client used https. The proxy must set (or
+# strip) it on every request; set it empty when nothing sits in front of gunicorn.
+_proxy_ssl_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="X-Forwarded-Proto")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+
+# Admin logins: after AXES_FAILURE_LIMIT failures for one username from one address,
+# that pair is locked out for the cool-off time (a 429), then may try again.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Only the admin site's logins count; API requests never authenticate with passwords.
+AXES_ONLY_ADMIN_SITE = True
 
 # --- Back office and operability (admin, logs, metrics) ---------------------------
 

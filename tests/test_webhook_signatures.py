@@ -1,0 +1,242 @@
+"""POST /v1/webhooks/transactions with WEBHOOK_SECRETS: Standard Webhooks signatures."""
+
+import json
+import logging
+import time
+
+import pytest
+from django.core import checks
+
+from tests.factories import webhook_body
+from transactions import signatures
+from transactions.checks import log_security_warnings
+from transactions.models import Transaction
+
+URL = "/v1/webhooks/transactions"
+SECRET = signatures.generate_secret()
+OLD_SECRET = signatures.generate_secret()
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def signed(settings):
+    settings.WEBHOOK_SECRETS = [SECRET]
+    settings.WEBHOOK_TOLERANCE_SECONDS = 300
+
+
+def post(api, body: bytes, headers: dict[str, str]):
+    return api.post(URL, data=body, content_type="application/json", headers=headers)
+
+
+def encoded(body: dict) -> bytes:
+    return json.dumps(body).encode()
+
+
+def test_a_correctly_signed_webhook_is_accepted(api, signed):
+    body = webhook_body()
+    raw = encoded(body)
+
+    response = post(api, raw, signatures.signed_headers(secret=SECRET, msg_id="msg_1", body=raw))
+
+    assert response.status_code == 202, response.content
+    assert Transaction.objects.filter(transaction_id=body["transaction_id"]).exists()
+
+
+def test_the_standard_webhooks_published_test_vector_verifies():
+    # The known answer from the Standard Webhooks libraries' own test suite.
+    headers = {
+        "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        "webhook-timestamp": "1614265330",
+        "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+    }
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+
+    message = signatures.verify(
+        body=body, headers=headers, secrets=[secret], tolerance_seconds=300, now=1614265330 + 299
+    )
+
+    assert message == signatures.VerifiedMessage(id="msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp=1614265330)
+    assert (
+        signatures.sign(secret=secret, msg_id=headers["webhook-id"], timestamp=1614265330, body=body)
+        == (headers["webhook-signature"])
+    )
+    with pytest.raises(signatures.SignatureError, match="tolerance"):
+        signatures.verify(
+            body=body, headers=headers, secrets=[secret], tolerance_seconds=300, now=1614265330 + 301
+        )
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda h, b: ({k: v for k, v in h.items() if k != "webhook-signature"}, b), id="no-sig"),
+        pytest.param(lambda h, b: ({}, b), id="no-headers"),
+        pytest.param(lambda h, b: (h, b.replace(b"1500", b"9500")), id="body-changed"),
+        pytest.param(lambda h, b: ({**h, "webhook-id": "msg_other"}, b), id="id-changed"),
+        pytest.param(
+            lambda h, b: ({**h, "webhook-timestamp": str(int(h["webhook-timestamp"]) + 1)}, b),
+            id="timestamp-changed",
+        ),
+        pytest.param(lambda h, b: ({**h, "webhook-signature": "v1,not-base64!"}, b), id="garbage-sig"),
+        pytest.param(lambda h, b: ({**h, "webhook-signature": "v1"}, b), id="sig-without-comma"),
+        pytest.param(
+            lambda h, b: ({**h, "webhook-signature": h["webhook-signature"].replace("v1,", "v2,")}, b),
+            id="unknown-version",
+        ),
+        pytest.param(lambda h, b: ({**h, "webhook-timestamp": "1e9"}, b), id="float-timestamp"),
+        pytest.param(lambda h, b: (h, b + b"\xff"), id="non-utf8-body"),
+    ],
+)
+def test_a_missing_or_wrong_signature_gets_401_and_nothing_is_stored(api, signed, tamper):
+    raw = encoded(webhook_body())
+    headers, raw = tamper(signatures.signed_headers(secret=SECRET, msg_id="msg_1", body=raw), raw)
+
+    response = post(api, raw, headers)
+
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "invalid_signature",
+        "message": "The webhook signature is missing or invalid.",
+    }
+    assert response.headers["WWW-Authenticate"].startswith("Standard-Webhooks")
+    assert Transaction.objects.count() == 0
+
+
+def test_a_signature_made_with_another_secret_is_refused(api, signed):
+    raw = encoded(webhook_body())
+
+    response = post(api, raw, signatures.signed_headers(secret=OLD_SECRET, msg_id="m", body=raw))
+
+    assert response.status_code == 401
+    assert Transaction.objects.count() == 0
+
+
+@pytest.mark.parametrize("age", [330, -330, 3600])
+def test_a_timestamp_outside_the_tolerance_is_refused_as_a_replay(api, signed, age):
+    raw = encoded(webhook_body())
+    stale = int(time.time()) - age
+
+    response = post(api, raw, signatures.signed_headers(secret=SECRET, msg_id="m", body=raw, timestamp=stale))
+
+    assert response.status_code == 401
+    assert Transaction.objects.count() == 0
+
+
+def test_the_tolerance_is_configurable(api, signed, settings):
+    settings.WEBHOOK_TOLERANCE_SECONDS = 3600
+    raw = encoded(webhook_body())
+    old = int(time.time()) - 1800
+
+    assert (
+        post(
+            api, raw, signatures.signed_headers(secret=SECRET, msg_id="m", body=raw, timestamp=old)
+        ).status_code
+        == 202
+    )
+
+
+def test_during_rotation_either_secret_verifies(api, settings):
+    settings.WEBHOOK_SECRETS = [SECRET, OLD_SECRET]
+    for secret in (SECRET, OLD_SECRET):
+        raw = encoded(webhook_body())
+        assert (
+            post(api, raw, signatures.signed_headers(secret=secret, msg_id="m", body=raw)).status_code == 202
+        )
+
+
+def test_one_matching_signature_among_several_is_enough(api, signed):
+    raw = encoded(webhook_body())
+    headers = signatures.signed_headers(secret=SECRET, msg_id="m", body=raw)
+    other = signatures.signed_headers(secret=OLD_SECRET, msg_id="m", body=raw)["webhook-signature"]
+    headers["webhook-signature"] = f"v2,whatever {other} {headers['webhook-signature']}"
+
+    assert post(api, raw, headers).status_code == 202
+
+
+def test_the_signature_covers_the_raw_bytes_as_sent(api, signed):
+    # Whitespace and key order the sender chose: a re-serialized body would not verify.
+    body = webhook_body()
+    raw = (
+        "{\n  " + ",\n  ".join(f'"{k}" :  {json.dumps(v)}' for k, v in reversed(body.items())) + "\n}"
+    ).encode()
+
+    response = post(api, raw, signatures.signed_headers(secret=SECRET, msg_id="m", body=raw))
+
+    assert response.status_code == 202
+    assert Transaction.objects.get().payload == body
+
+
+def test_an_invalid_body_is_checked_after_the_signature(api, signed):
+    raw = b'{"transaction_id": "t1"}'
+
+    unsigned = post(api, raw, {})
+    signed_response = post(api, raw, signatures.signed_headers(secret=SECRET, msg_id="m", body=raw))
+
+    assert unsigned.status_code == 401
+    assert signed_response.status_code == 400
+    assert signed_response.json()["error"] == "invalid_payload"
+
+
+def test_an_oversized_body_is_refused_with_413_before_verification(api, signed):
+    raw = encoded(webhook_body(note="x" * 70_000))
+
+    response = post(api, raw, signatures.signed_headers(secret=SECRET, msg_id="m", body=raw))
+
+    assert response.status_code == 413
+    assert Transaction.objects.count() == 0
+
+
+def test_without_secrets_unsigned_webhooks_are_accepted(api, settings):
+    settings.WEBHOOK_SECRETS = []
+
+    assert post(api, encoded(webhook_body()), {}).status_code == 202
+
+
+def test_without_secrets_startup_logs_a_warning_and_check_deploy_reports_it(settings, caplog):
+    settings.WEBHOOK_SECRETS = []
+    with caplog.at_level(logging.WARNING, logger="transactions"):
+        log_security_warnings()
+    ids = {m.id for m in checks.run_checks(include_deployment_checks=True)}
+
+    assert "WEBHOOK_SECRETS is not set" in caplog.text
+    assert "transactions.W001" in ids
+
+
+def test_with_secrets_neither_warning_appears(settings, caplog):
+    settings.WEBHOOK_SECRETS = [SECRET]
+    settings.STATUS_API_PUBLIC = False
+    with caplog.at_level(logging.WARNING, logger="transactions"):
+        log_security_warnings()
+    ids = {m.id for m in checks.run_checks(include_deployment_checks=True)}
+
+    assert caplog.text == ""
+    assert "transactions.W001" not in ids
+    assert "transactions.W002" not in ids
+
+
+def test_a_refused_signature_is_logged_without_the_headers_or_secret(api, signed, caplog):
+    raw = encoded(webhook_body())
+    headers = signatures.signed_headers(secret=OLD_SECRET, msg_id="msg_secretive", body=raw)
+    with caplog.at_level(logging.DEBUG):
+        post(api, raw, headers)
+
+    assert "webhook refused: no matching signature" in caplog.text
+    for value in (SECRET, OLD_SECRET, headers["webhook-signature"], headers["webhook-signature"][3:]):
+        assert value not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "secret,valid",
+    [
+        (SECRET, True),
+        ("whsec_" + "A" * 32, True),  # 24 bytes, the spec's minimum
+        ("whsec_" + "A" * 30, False),
+        ("whsec_not base64", False),
+        ("sk_live_123", False),
+        ("", False),
+    ],
+)
+def test_only_whsec_secrets_of_enough_entropy_are_valid(secret, valid):
+    assert signatures.is_valid_secret(secret) is valid

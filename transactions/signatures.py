@@ -1,0 +1,136 @@
+"""Standard Webhooks signatures (https://www.standardwebhooks.com/), in one place.
+
+A signed webhook carries three headers: `webhook-id`, `webhook-timestamp` (Unix
+seconds) and `webhook-signature`, a space-separated list of `v1,<base64 HMAC-SHA256>`
+over `"{id}.{timestamp}.{body}"`. Several signatures may be present (the sender is
+rotating secrets), and we hold several secrets (we are rotating): any match passes.
+
+The HMAC itself and the `whsec_` secret format come from the `standardwebhooks`
+package. Its `Webhook.verify()` is not used, because in version 1.1.0 its tolerance
+is fixed at five minutes, and malformed headers (a signature without a comma, bad
+base64) or a non-UTF-8 body raise ValueError/UnicodeDecodeError instead of its
+verification error, which would turn hostile input into a 500. So the headers are
+parsed strictly here, and signatures compared with `hmac.compare_digest`.
+"""
+
+import base64
+import binascii
+import hmac
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from standardwebhooks.webhooks import Webhook
+
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+
+# Bounds on attacker-controlled headers, so a request costs at most a few HMACs.
+_MAX_ID_LENGTH = 255
+_MAX_SIGNATURES = 10
+_ID_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{_MAX_ID_LENGTH}}}")  # printable ASCII, no spaces
+_TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}")
+# Canonical base64 of 32 bytes: the last digit's unused bits are zero, so a signature
+# has exactly one accepted spelling.
+_SIGNATURE_PATTERN = re.compile(r"v1,([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)")
+
+
+class SignatureError(Exception):
+    """The request is not signed by a holder of one of our secrets (reason in the message)."""
+
+
+@dataclass(frozen=True)
+class VerifiedMessage:
+    id: str
+    timestamp: int
+
+
+def signer(secret: str) -> Webhook:
+    """A Standard Webhooks signer/verifier for one `whsec_...` secret."""
+    return Webhook(secret)
+
+
+def sign(*, secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header value for `body` (UTF-8 JSON)."""
+    when = datetime.fromtimestamp(timestamp, tz=UTC)
+    return signer(secret).sign(msg_id=msg_id, timestamp=when, data=body.decode("utf-8"))
+
+
+def signed_headers(*, secret: str, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """All three Standard Webhooks headers for a body, signed now unless told otherwise."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    return {
+        ID_HEADER: msg_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body),
+    }
+
+
+def verify(
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: Sequence[str],
+    tolerance_seconds: int,
+    now: float | None = None,
+) -> VerifiedMessage:
+    """Check a webhook's signature against the raw body; raise SignatureError if it fails.
+
+    `headers` is looked up by lower-case name.
+    """
+    msg_id = headers.get(ID_HEADER, "")
+    timestamp = headers.get(TIMESTAMP_HEADER, "")
+    signature_header = headers.get(SIGNATURE_HEADER, "")
+    if not (msg_id and timestamp and signature_header):
+        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
+    if not _ID_PATTERN.fullmatch(msg_id):
+        raise SignatureError("malformed webhook-id header")
+    if not _TIMESTAMP_PATTERN.fullmatch(timestamp):
+        raise SignatureError("malformed webhook-timestamp header")
+    now = time.time() if now is None else now
+    # Outside the window: a replay of an old message (or a badly wrong sender clock).
+    if abs(now - int(timestamp)) > tolerance_seconds:
+        raise SignatureError("webhook-timestamp outside the tolerance")
+
+    offered = []
+    for entry in signature_header.split(" ")[:_MAX_SIGNATURES]:
+        match = _SIGNATURE_PATTERN.fullmatch(entry)
+        if match:  # other versions and malformed entries are skipped, as the spec says
+            offered.append(base64.b64decode(match.group(1)))
+    if not offered:
+        raise SignatureError("no v1 signature in webhook-signature header")
+    try:
+        body_text = body.decode("utf-8")  # the package signs text; JSON is UTF-8
+    except UnicodeDecodeError:
+        raise SignatureError("body is not UTF-8") from None
+
+    when = datetime.fromtimestamp(int(timestamp), tz=UTC)
+    matched = False
+    for secret in secrets:
+        expected = signer(secret).sign(msg_id=msg_id, timestamp=when, data=body_text)
+        expected_bytes = base64.b64decode(expected.partition(",")[2])
+        for candidate in offered:
+            matched |= hmac.compare_digest(expected_bytes, candidate)
+    if not matched:
+        raise SignatureError("no matching signature")
+    return VerifiedMessage(id=msg_id, timestamp=int(timestamp))
+
+
+def is_valid_secret(secret: str) -> bool:
+    """A `whsec_` secret whose remainder is base64 of at least 24 bytes (the spec's minimum)."""
+    if not secret.startswith("whsec_"):
+        return False
+    encoded = secret.removeprefix("whsec_")
+    try:
+        # The package accepts unpadded base64 too.
+        return len(base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)) >= 24
+    except (binascii.Error, ValueError):
+        return False
+
+
+def generate_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
