@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-postgres test-sqlite lint format superuser openapi demo seed bench-admin screenshots fuzz bench
+.PHONY: setup run test test-postgres test-sqlite test-slow lint format superuser openapi demo seed bench-admin screenshots fuzz bench
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,8 @@ run: setup .env
 superuser: setup .env
 	python manage.py createsuperuser
 
-## Set up and run the whole test suite (PostgreSQL, then SQLite).
-test: test-postgres test-sqlite
+## Set up and run the whole test suite (PostgreSQL, then SQLite, then the slow fault tests).
+test: test-postgres test-sqlite test-slow
 
 test-postgres: setup
 	DATABASE_URL=$(TEST_DATABASE_URL) pytest $(PYTEST_ARGS)
@@ -81,6 +81,7 @@ screenshots: setup
 ## A longer fuzz run (5,000 examples per property and for schemathesis; several minutes).
 fuzz: setup
 	DATABASE_URL=$(TEST_DATABASE_URL) FUZZ_PROFILE=long pytest -m fuzz $(PYTEST_ARGS)
+
 ## Benchmark on this machine (not part of `make test`): gunicorn + qcluster as in production
 ## on a fresh PostgreSQL database, driven by wrk. See docs/benchmarks.md.
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/webhooks_bench
@@ -88,3 +89,7 @@ BENCH_ARGS ?=
 
 bench: setup
 	python bench/run.py --database-url $(BENCH_DATABASE_URL) $(BENCH_ARGS)
+
+## The slow fault-injection tests (a minute or more each: they wait for the minutely sweep), on PostgreSQL.
+test-slow: setup
+	DATABASE_URL=$(TEST_DATABASE_URL) pytest -m slow $(PYTEST_ARGS)

@@ -6,25 +6,42 @@ does, against the test database (which the test must commit to: use
 """
 
 import contextlib
+import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+from django.conf import settings
 from django.db import connection
+from psycopg import sql
 
 from transactions.signatures import signed_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+# Processing settings for fault tests: a short call, a short lease, the same ratios
+# as production (lease > call timeout > delay).
+FAST_PROCESSING = {
+    "PROCESSING_DELAY_SECONDS": 2,
+    "PROCESSING_CALL_TIMEOUT_SECONDS": 3,
+    "PROCESSING_LEASE_SECONDS": 5,
+}
+# How long django-q2 may take to run the minutely sweep: its scheduler looks every
+# 30 s, the schedule fires once a minute.
+SWEEP_BOUND_SECONDS = 90
 
 
 def database_url() -> str:
@@ -55,13 +72,109 @@ def wait_for(
         time.sleep(interval)
 
 
+@dataclass
+class ExternalCall:
+    """One call to the payment API, from the `external call start/end` log lines."""
+
+    key: str
+    pid: int
+    start: float
+    end: float | None = None
+    outcome: str | None = None
+
+
+_CALL_MESSAGE = re.compile(
+    r"external call (?P<kind>start|end) idempotency_key=(?P<key>\S+)"
+    r" at=(?P<at>[\d.]+)(?: outcome=(?P<outcome>\w+))?"
+)
+# The text log format: date time level logger pid [request id] message.
+_TEXT_LINE = re.compile(r"\S+ \S+ \S+ \S+ (?P<process>\d+) (?:\[[^\]]*\] )?(?P<message>.*)")
+
+
+def log_records(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(pid, message) of each line a service process logged, JSON (production) or text."""
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                yield int(record.get("process") or 0), str(record.get("message", ""))
+        elif match := _TEXT_LINE.match(line):
+            yield int(match["process"]), match["message"]
+
+
+def assert_no_overlapping_calls(calls: list[ExternalCall]) -> None:
+    """No transaction ever had two external calls in flight at once. A call with no
+    end line died with its process, so only another process may have called later."""
+    by_key: dict[str, list[ExternalCall]] = {}
+    for call in calls:
+        by_key.setdefault(call.key, []).append(call)
+    for key, mine in by_key.items():
+        mine.sort(key=lambda call: call.start)
+        for earlier, later in itertools.pairwise(mine):
+            assert earlier.end is not None or earlier.pid != later.pid, key
+            assert earlier.end is None or earlier.end <= later.start, (key, earlier, later)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie is dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@contextlib.contextmanager
+def database_cut_off() -> Iterator[None]:
+    """Make the test database unreachable (new connections refused, open ones ended),
+    from a connection to the `postgres` database; always let connections in again."""
+    db = connection.settings_dict
+    name = db["NAME"]
+    admin = psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
+    )
+    try:
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+        with contextlib.suppress(Exception):
+            connection.close()  # ours was ended too
+        yield
+    finally:
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+        admin.close()
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
 class ServiceProcesses:
     def __init__(self, log_dir: Path, **env: Any) -> None:
         self.log_dir = log_dir
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url(),
-            "DJANGO_SECRET_KEY": "e2e-secret-key",
+            # The test's own key: tasks it enqueues (wake-ups) must pass the cluster's signature check.
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
             "DJANGO_DEBUG": "0",
             # Plain http on 127.0.0.1, as `make run`; tests/test_deployment_https.py runs the
             # production (https) configuration.
@@ -73,6 +186,10 @@ class ServiceProcesses:
         self.procs: list[subprocess.Popen] = []
         self.port: int | None = None
         self._api_key: str | None = None
+
+    def configure(self, **env: Any) -> None:
+        """Environment for every process started from now on."""
+        self.env.update({k: str(v) for k, v in env.items()})
 
     def _spawn(self, name: str, args: list[str], **env: Any) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}-{len(self.procs)}.log", "ab")  # noqa: SIM115 (lives with the process)
@@ -88,7 +205,10 @@ class ServiceProcesses:
         self.procs.append(proc)
         return proc
 
-    def start_web(self, workers: int = 2, port: int | None = None, **env: Any) -> subprocess.Popen:
+    def start_web(
+        self, workers: int = 2, port: int | None = None, healthy: bool = True, **env: Any
+    ) -> subprocess.Popen:
+        """Start gunicorn; wait until GET / says HEALTHY (or, if not `healthy`, answers at all)."""
         self.port = port or self.port or free_port()
         proc = self._spawn(
             "gunicorn",
@@ -97,8 +217,14 @@ class ServiceProcesses:
             WEB_CONCURRENCY=workers,
             **env,
         )
-        wait_for(self._healthy, timeout=30, what="gunicorn to answer GET /")
+        wait_for(self._healthy if healthy else self._answers, timeout=30, what="gunicorn to answer GET /")
         return proc
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(self.url("/"), timeout=10).status_code > 0
+        except httpx.HTTPError:
+            return False
 
     def start_worker(self, **env: Any) -> subprocess.Popen:
         proc = self._spawn("qcluster", [sys.executable, "manage.py", "qcluster"], **env)
@@ -149,10 +275,47 @@ class ServiceProcesses:
             proc.send_signal(sig)
         return proc.wait(timeout=timeout)
 
+    @staticmethod
+    def kill_all(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        """Signal it and every process below it at once, as the OOM killer or systemd's
+        KillMode=control-group would."""
+        for pid in {proc.pid} | descendants(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        proc.wait(timeout=30)
+
+    def external_calls(self) -> list[ExternalCall]:
+        """Every payment API call any qcluster process of this test has made."""
+        calls: list[ExternalCall] = []
+        for proc in self.procs:
+            if "qcluster" not in proc.log_path:  # type: ignore[attr-defined]
+                continue
+            open_calls: dict[tuple[int, str], ExternalCall] = {}
+            for pid, message in log_records(proc.log_path):  # type: ignore[attr-defined]
+                if not (match := _CALL_MESSAGE.match(message)):
+                    continue
+                key, at = match["key"], float(match["at"])
+                if match["kind"] == "start":
+                    open_calls[pid, key] = call = ExternalCall(key, pid, at)
+                    calls.append(call)
+                elif (call := open_calls.pop((pid, key), None)) is not None:
+                    call.end, call.outcome = at, match["outcome"]
+        return calls
+
+    def log_count(self, text: str, name: str = "qcluster") -> int:
+        return sum(
+            Path(p.log_path).read_text(errors="replace").count(text)  # type: ignore[attr-defined]
+            for p in self.procs
+            if name in p.log_path  # type: ignore[attr-defined]
+        )
+
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                self.stop(proc, timeout=30)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.stop(proc, timeout=30)
+            if proc.poll() is None:
+                self.kill_all(proc)
         for proc in self.procs:  # and anything the main processes left behind
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)

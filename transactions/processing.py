@@ -11,6 +11,7 @@ crash at any point leaves nothing that another worker cannot pick up later.
 """
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -53,7 +54,24 @@ class _EventLoopThread:
         )
         return asyncio.run_coroutine_threadsafe(call, self.loop)
 
+    def cancel_all(self, timeout: float = 5) -> None:
+        """Cancel every call and wait until each has stopped, so that none is still
+        running when its claim is handed to another worker."""
+
+        async def cancel() -> None:
+            calls = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in calls:
+                task.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel(), self.loop).result(timeout)
+
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            # An error (the database went away) abandons the calls: they end here, not
+            # later, and their transactions are called again once their leases expire.
+            with contextlib.suppress(Exception):
+                self.cancel_all()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
         if not self.thread.is_alive():
@@ -138,8 +156,7 @@ def process_due(
                 _record(in_flight.pop(future), future, summary, started_at.pop(future))
 
             if stop_deadline is not None and time.monotonic() >= stop_deadline and in_flight:
-                for future in in_flight:
-                    future.cancel()
+                calls.cancel_all()
                 summary.handed_back = services.release_claims(in_flight.values())
                 metrics.PROCESSING_OUTCOMES.labels(outcome="handed_back").inc(summary.handed_back)
                 logger.warning("handed %d unfinished transactions back on shutdown", summary.handed_back)

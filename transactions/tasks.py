@@ -1,13 +1,23 @@
 """django-q2 entry points. Each takes plain values and returns something printable."""
 
+import logging
+
+from django.db import DatabaseError
 from django_q.models import Schedule
 
 from . import processing
 
+logger = logging.getLogger(__name__)
+
 
 def process_due_transactions() -> dict[str, int]:
     """Process due transactions until idle; queued by web wake-ups and the minutely sweep."""
-    return processing.process_due().as_dict()
+    try:
+        return processing.process_due().as_dict()
+    except DatabaseError:
+        # Said here because django-q2 may not be able to store the failure either.
+        logger.warning("database unavailable: this task's transactions are retried when their leases expire")
+        raise
 
 
 SWEEP_SCHEDULE_NAME = "transactions: sweep for due transactions"

@@ -93,6 +93,19 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     _db.setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3)
     )
+    # A database that vanishes without closing the connection (a network partition, a
+    # dead host) must not hang an open connection either: a statement the server does
+    # not acknowledge fails after this long, and keepalives find a silent peer.
+    _db["OPTIONS"].setdefault("tcp_user_timeout", env.int("DATABASE_TCP_USER_TIMEOUT_MS", default=5000))
+    _db["OPTIONS"].setdefault("keepalives", 1)
+    _db["OPTIONS"].setdefault("keepalives_idle", 10)
+    _db["OPTIONS"].setdefault("keepalives_interval", 5)
+    _db["OPTIONS"].setdefault("keepalives_count", 3)
+    # A statement stuck behind someone else's lock (a long migration, a forgotten
+    # transaction) gives up after this long: the webhook gets a 503, not a hang.
+    _db["OPTIONS"].setdefault(
+        "options", f"-c lock_timeout={env.int('DATABASE_LOCK_TIMEOUT_MS', default=5000)}"
+    )
     _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     # Off: a health check is a second round trip on every webhook (~15% of its CPU time).
     # A webhook that meets a connection the database dropped is retried on a fresh one
@@ -215,7 +228,10 @@ PROCESSING_SHUTDOWN_GRACE_SECONDS = env.float("PROCESSING_SHUTDOWN_GRACE_SECONDS
 PROCESSING_WAKEUP_INTERVAL_SECONDS = env.float("PROCESSING_WAKEUP_INTERVAL_SECONDS", default=1.0)
 
 # One processing task runs for at most claim window + lease. django-q2 must not kill
-# it before that (timeout), nor hand it out again while it runs (retry > timeout).
+# it before that (timeout), nor hand it out again while it may still run (retry). The
+# ORM broker's clock starts when the pusher prefetches a task, and a prefetched task
+# can wait behind a full queue_limit (= workers) of tasks for up to two task lengths
+# before it starts: so retry covers three, plus a margin.
 _task_timeout = int(PROCESSING_CLAIM_WINDOW_SECONDS + PROCESSING_LEASE_SECONDS + 30)
 QCLUSTER_WORKERS = env.int("QCLUSTER_WORKERS", default=4)
 Q_CLUSTER = {
@@ -224,7 +240,7 @@ Q_CLUSTER = {
     "orm": "default",
     "workers": QCLUSTER_WORKERS,
     "timeout": _task_timeout,
-    "retry": _task_timeout + 60,
+    "retry": 3 * _task_timeout + 60,
     # A processing task is never retried by django-q2: the transactions it held are
     # recovered by their leases and the sweep, which is the retry that matters.
     "max_attempts": 1,

@@ -1,0 +1,210 @@
+"""The rules of processing, at the services level: claims, outcomes, retries, the sweep.
+
+No processes here; the fault tests (test_worker_crash.py and friends) show the same
+rules holding when real processes die.
+"""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.models.functions import Now
+from django.utils import timezone
+from django_q.models import Schedule
+
+from tests.factories import stored_transaction
+from transactions import services, tasks
+from transactions.models import Status, Transaction
+from transactions.services import claim_due_transactions
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _expire_leases() -> None:
+    # Stands for the lease running out (a worker that died holding it).
+    Transaction.objects.update(leased_until=Now() - timedelta(seconds=1))
+
+
+def test_a_claimed_transaction_is_not_claimed_again_while_its_lease_holds():
+    stored_transaction()
+
+    first = claim_due_transactions(limit=10)
+    second = claim_due_transactions(limit=10)
+
+    assert len(first) == 1
+    assert second == []
+
+
+def test_a_transaction_whose_lease_expired_is_claimed_again_and_the_attempt_counted():
+    txn = stored_transaction()
+    [old] = claim_due_transactions(limit=1)
+    _expire_leases()
+
+    [new] = claim_due_transactions(limit=1)
+
+    assert new.pk == txn.pk and new.token != old.token
+    assert new.attempts == 2
+
+
+def test_only_the_current_lease_holder_can_record_an_outcome():
+    stored_transaction()
+    [old] = claim_due_transactions(limit=1)
+    _expire_leases()
+    [new] = claim_due_transactions(limit=1)
+
+    assert services.mark_processed(old) is False
+    assert services.record_failure(old, "late failure") is None
+    assert services.release_claims([old]) == 0
+    assert services.mark_processed(new) is True
+
+
+def test_processed_at_is_written_once_and_a_processed_transaction_never_moves_back():
+    txn = stored_transaction()
+    [claim] = claim_due_transactions(limit=1)
+    assert services.mark_processed(claim)
+    processed_at = Transaction.objects.get(pk=txn.pk).processed_at
+
+    assert services.mark_processed(claim) is False
+    assert services.record_failure(claim, "too late") is None
+    assert services.release_claims([claim]) == 0
+    assert services.retry_transactions(pks=[txn.pk]) == 0
+    _expire_leases()
+    assert claim_due_transactions(limit=10) == []
+
+    txn.refresh_from_db()
+    assert (txn.status, txn.processed_at, txn.attempts, txn.last_error) == (
+        Status.PROCESSED,
+        processed_at,
+        1,
+        "",
+    )
+
+
+def test_a_failed_attempt_waits_out_an_exponential_backoff(settings):
+    settings.PROCESSING_RETRY_BACKOFF_SECONDS = 100
+    settings.PROCESSING_MAX_ATTEMPTS = 5
+    txn = stored_transaction()
+    waits = []
+    for _ in range(3):
+        [claim] = claim_due_transactions(limit=1)
+        assert services.record_failure(claim, "boom") == Status.PROCESSING
+        assert claim_due_transactions(limit=1) == []  # not due during the backoff
+        txn.refresh_from_db()
+        waits.append((txn.next_attempt_at - timezone.now()).total_seconds())
+        Transaction.objects.update(next_attempt_at=Now())  # the backoff has passed
+
+    # 100 s, 200 s, 400 s from the failure (less the moments the test itself took)
+    assert [round(w, -1) for w in waits] == [100, 200, 400]
+    assert txn.attempts == 3 and txn.last_error == "boom" and txn.lease_token is None
+
+
+def test_the_last_allowed_attempt_failing_marks_the_transaction_failed_with_its_error(settings):
+    settings.PROCESSING_MAX_ATTEMPTS = 2
+    txn = stored_transaction()
+    [claim] = claim_due_transactions(limit=1)
+    assert services.record_failure(claim, "first") == Status.PROCESSING
+    Transaction.objects.update(next_attempt_at=Now())  # the backoff has passed
+    [claim] = claim_due_transactions(limit=1)
+
+    assert services.record_failure(claim, "second") == Status.FAILED
+
+    txn.refresh_from_db()
+    assert (txn.status, txn.attempts, txn.last_error, txn.processed_at) == (Status.FAILED, 2, "second", None)
+    assert claim_due_transactions(limit=1) == []
+
+
+def test_a_retried_failed_transaction_starts_afresh():
+    txn = stored_transaction()
+    Transaction.objects.update(status=Status.FAILED, attempts=5, last_error="gave up")
+
+    assert services.retry_transactions(pks=[txn.pk]) == 1
+
+    [claim] = claim_due_transactions(limit=1)
+    assert claim.attempts == 1
+    assert services.retry_transactions(pks=[txn.pk]) == 0  # only FAILED ones go back
+
+
+def test_a_claim_handed_back_on_shutdown_is_due_at_once_and_its_attempt_not_counted():
+    txn = stored_transaction()
+    [claim] = claim_due_transactions(limit=1)
+
+    assert services.release_claims([claim]) == 1
+
+    [again] = claim_due_transactions(limit=1)
+    assert again.pk == txn.pk and again.attempts == 1
+
+
+@pytest.mark.postgres
+def test_workers_claiming_at_the_same_moment_never_share_a_transaction():
+    for _ in range(200):
+        stored_transaction()
+    start = threading.Barrier(4)
+    taken: list[list] = [[] for _ in range(4)]
+
+    def claimer(mine: list) -> None:
+        start.wait()
+        try:
+            while batch := claim_due_transactions(limit=7):
+                mine.extend(claim.pk for claim in batch)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claimer, args=(mine,)) for mine in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    everything = [pk for mine in taken for pk in mine]
+    assert len(everything) == len(set(everything)) == 200
+    assert sum(1 for mine in taken if mine) > 1  # they really did compete
+
+
+def test_the_sweep_task_processes_transactions_left_behind(settings):
+    settings.PROCESSING_DELAY_SECONDS = 0.1
+    settings.PROCESSING_IDLE_SECONDS = 0.5
+    abandoned = stored_transaction()  # its worker died holding the lease
+    claim_due_transactions(limit=1)
+    _expire_leases()
+    never_woken = stored_transaction()  # its wake-up was lost
+
+    summary = tasks.process_due_transactions()
+
+    assert summary["processed"] == 2
+    assert {t.pk: (t.status, t.attempts) for t in Transaction.objects.all()} == {
+        abandoned.pk: (Status.PROCESSED, 2),
+        never_woken.pk: (Status.PROCESSED, 1),
+    }
+
+
+def test_the_sweep_leaves_alone_a_transaction_whose_lease_still_holds(settings):
+    settings.PROCESSING_DELAY_SECONDS = 0.1
+    txn = stored_transaction()
+    claim_due_transactions(limit=1)
+
+    assert tasks.process_due_transactions()["processed"] == 0
+    txn.refresh_from_db()
+    assert txn.status == Status.PROCESSING and txn.attempts == 1
+
+
+def test_the_sweep_schedule_runs_the_processing_task_every_minute_and_is_made_once():
+    tasks.ensure_sweep_schedule()
+    tasks.ensure_sweep_schedule()
+
+    [schedule] = Schedule.objects.all()
+    assert schedule.func == "transactions.tasks.process_due_transactions"
+    assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
+
+
+def test_django_q2_never_hands_out_a_processing_task_again_while_it_may_still_run(settings):
+    q = settings.Q_CLUSTER
+    longest_run = settings.PROCESSING_CLAIM_WINDOW_SECONDS + settings.PROCESSING_CALL_TIMEOUT_SECONDS
+    assert q["timeout"] > longest_run
+    # A prefetched task waits behind at most queue_limit others: two task lengths at
+    # most, before it runs for one.
+    assert q["queue_limit"] <= q["workers"]
+    assert q["retry"] > 3 * q["timeout"]
+    # django-q2 never retries a processing task itself (the leases and the sweep do),
+    # and keeps no record of successes (the transactions table is the record).
+    assert (q["max_attempts"], q["ack_failures"], q["save_limit"]) == (1, True, -1)
