@@ -117,7 +117,9 @@ def _upsert(params: list[Any]) -> tuple:
     try:
         return _execute_upsert(params)
     except (OperationalError, InterfaceError):
-        if not reused:
+        # Only a connection that broke is worth a second try; a live one that failed
+        # the statement (a lock timeout, say) would only fail again, twice as slowly.
+        if not (reused and getattr(connection.connection, "broken", False)):
             raise
         logger.info("database connection was lost while idle; reconnecting")
         connection.close()

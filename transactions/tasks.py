@@ -2,7 +2,7 @@
 
 import logging
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django_q.models import Schedule
 
 from . import processing
@@ -12,6 +12,12 @@ logger = logging.getLogger(__name__)
 
 def process_due_transactions() -> dict[str, int]:
     """Process due transactions until idle; queued by web wake-ups and the minutely sweep."""
+    # A worker's connection outlives its tasks and is not health-checked on use
+    # (DATABASE_CONN_HEALTH_CHECKS is off for the web's sake): one the database dropped
+    # meanwhile (a restart, an outage) is replaced now, rather than failing this task
+    # and leaving its work to the next sweep.
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
     try:
         return processing.process_due().as_dict()
     except DatabaseError:
