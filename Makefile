@@ -27,6 +27,8 @@ setup: $(VENV)/.installed
 	@echo "# status API answers without an API key. Never use these in production." >> $@
 	@echo "DJANGO_HTTPS=0" >> $@
 	@echo "STATUS_API_PUBLIC=1" >> $@
+	@echo "# Readable log lines in the terminal (production logs JSON lines)." >> $@
+	@echo "LOG_FORMAT=text" >> $@
 	@echo "Wrote .env with a fresh DJANGO_SECRET_KEY (local http settings; see README: Security)"
 
 ## Set up and run the service: web (gunicorn) and workers (qcluster), on SQLite unless DATABASE_URL is set.
