@@ -261,6 +261,17 @@ class ServiceProcesses:
             _, self._api_key = APIKey.objects.create_key(name="end-to-end tests")
         return self._api_key
 
+    def post_accepted(self, count: int) -> list[str]:
+        """POST `count` new webhooks, each of which must be accepted; their transaction ids."""
+        from tests.factories import webhook_body
+
+        ids = []
+        for _ in range(count):
+            body = webhook_body()
+            assert self.post_webhook(body).status_code == 202
+            ids.append(body["transaction_id"])
+        return ids
+
     def get_transaction(self, transaction_id: str) -> httpx.Response:
         return httpx.get(
             self.url(f"/v1/transactions/{transaction_id}"),

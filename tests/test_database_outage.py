@@ -23,15 +23,6 @@ PUSHER_BACKOFF = 10
 NOT_A_HANG = 10
 
 
-def _post(service, count: int) -> list[str]:
-    ids = []
-    for _ in range(count):
-        body = webhook_body()
-        assert service.post_webhook(body).status_code == 202
-        ids.append(body["transaction_id"])
-    return ids
-
-
 def _processed(ids: list[str]) -> bool:
     return Transaction.objects.filter(transaction_id__in=ids, status=Status.PROCESSED).count() == len(ids)
 
@@ -40,9 +31,9 @@ def test_while_the_database_is_unreachable_webhooks_get_503_and_the_service_reco
     service.configure(**FAST_PROCESSING)
     web = service.start_web()
     cluster = service.start_worker()
-    before = _post(service, 1)
+    before = service.post_accepted(1)
     wait_for(lambda: _processed(before), timeout=DELAY + 20, what="the first transaction PROCESSED")
-    in_flight = _post(service, 3)
+    in_flight = service.post_accepted(3)
     wait_for(lambda: len(service.external_calls()) >= 4, timeout=10, what="calls in flight")
 
     refused: list[str] = []
@@ -75,7 +66,7 @@ def test_while_the_database_is_unreachable_webhooks_get_503_and_the_service_reco
         timeout=LEASE + 5,
         what="the interrupted leases to expire",
     )
-    after = _post(service, 1)
+    after = service.post_accepted(1)
     wait_for(
         lambda: _processed(in_flight + after),
         timeout=PUSHER_BACKOFF + 2 * DELAY + 20,

@@ -19,15 +19,6 @@ from transactions.models import Status, Transaction
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 
-def _post(service, count: int) -> list[str]:
-    ids = []
-    for _ in range(count):
-        body = webhook_body()
-        assert service.post_webhook(body).status_code == 202
-        ids.append(body["transaction_id"])
-    return ids
-
-
 def _in_flight(service, count: int) -> None:
     wait_for(
         lambda: sum(call.end is None for call in service.external_calls()) >= count,
@@ -40,7 +31,7 @@ def test_sigterm_to_qcluster_lets_the_calls_in_flight_finish(service):
     service.configure(**FAST_PROCESSING)  # a 2 s call, well inside the 10 s grace
     service.start_web()
     cluster = service.start_worker()
-    ids = _post(service, 3)
+    ids = service.post_accepted(3)
     _in_flight(service, 3)
 
     assert service.stop(cluster, signal.SIGTERM, timeout=30) == 0
@@ -59,7 +50,7 @@ def test_sigterm_to_qcluster_hands_back_calls_that_outlast_the_grace_and_a_resta
     )
     service.start_web()
     cluster = service.start_worker()
-    ids = _post(service, 3)
+    ids = service.post_accepted(3)
     _in_flight(service, 3)
 
     assert service.stop(cluster, signal.SIGTERM, timeout=30) == 0
@@ -107,7 +98,7 @@ def test_sigterm_to_the_process_group_reaches_only_the_main_process_which_stops_
     service.start_web()
     cluster = service.start_worker()
     family = descendants(cluster.pid)
-    ids = _post(service, 3)
+    ids = service.post_accepted(3)
     _in_flight(service, 3)
 
     os.killpg(cluster.pid, signal.SIGTERM)
@@ -127,7 +118,7 @@ def test_sigterm_to_every_process_of_qcluster_ends_it_and_a_restart_finishes_the
     service.start_web()
     cluster = service.start_worker()
     family = descendants(cluster.pid)
-    ids = _post(service, 3)
+    ids = service.post_accepted(3)
     _in_flight(service, 3)
 
     service.kill_all(cluster, signal.SIGTERM)

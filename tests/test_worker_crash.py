@@ -13,7 +13,6 @@ import time
 import pytest
 from django.db.models.functions import Now
 
-from tests.factories import webhook_body
 from tests.processes import (
     FAST_PROCESSING,
     SWEEP_BOUND_SECONDS,
@@ -28,15 +27,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 DELAY = FAST_PROCESSING["PROCESSING_DELAY_SECONDS"]
 LEASE = FAST_PROCESSING["PROCESSING_LEASE_SECONDS"]
-
-
-def _post(service, count: int) -> list[str]:
-    ids = []
-    for _ in range(count):
-        body = webhook_body()
-        assert service.post_webhook(body).status_code == 202
-        ids.append(body["transaction_id"])
-    return ids
 
 
 def _calls_started(service, count: int) -> set[int]:
@@ -62,7 +52,7 @@ def test_a_worker_process_killed_mid_call_is_replaced_and_its_transactions_are_p
     service.configure(**FAST_PROCESSING)
     service.start_web()
     cluster = service.start_worker()
-    ids = _post(service, 5)
+    ids = service.post_accepted(5)
     victims = _calls_started(service, 5)
 
     killed_at = time.monotonic()
@@ -72,7 +62,7 @@ def test_a_worker_process_killed_mid_call_is_replaced_and_its_transactions_are_p
     # The cluster replaces them; their transactions wait out the lease, then the
     # next look for work (here the wake-up of one more webhook) takes them.
     wait_for(_leases_expired, timeout=LEASE + 5, what="the dead workers' leases to expire")
-    ids += _post(service, 1)
+    ids += service.post_accepted(1)
     wait_for(lambda: _all_processed(ids), timeout=2 * DELAY + 20, what="every transaction PROCESSED")
     print(f"{len(ids)} transactions PROCESSED {time.monotonic() - killed_at:.1f}s after the kill")
 
@@ -98,7 +88,7 @@ def test_sigkill_of_the_main_qcluster_process_takes_its_whole_cluster_down_and_a
     cluster = service.start_worker()
     family = descendants(cluster.pid)
     assert len(family) >= 7  # sentinel, 4 workers, pusher, monitor
-    ids = _post(service, 3)
+    ids = service.post_accepted(3)
     _calls_started(service, 3)
 
     cluster.send_signal(signal.SIGKILL)
@@ -119,7 +109,7 @@ def test_after_a_cluster_crash_and_an_immediate_restart_the_sweep_finishes_the_w
     service.configure(**FAST_PROCESSING)
     service.start_web()
     cluster = service.start_worker()
-    ids = _post(service, 5)
+    ids = service.post_accepted(5)
     _calls_started(service, 5)
 
     service.kill_all(cluster)  # every process of the cluster at once, like the OOM killer

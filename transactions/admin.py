@@ -188,25 +188,8 @@ class TransactionAdmin(admin.ModelAdmin):
             },
         ),
     ]
-    readonly_fields = [
-        "transaction_id",
-        "status_badge",
-        "amount_with_currency",
-        "source_account",
-        "destination_account",
-        "created_at",
-        "processed_at",
-        "duration",
-        "delivery_count",
-        "conflict_detail",
-        "payload_pretty",
-        "attempts",
-        "last_error",
-        "next_attempt_at",
-        "claim",
-        "idempotency_key",
-        "task_links",
-    ]
+    # Everything shown is read-only: the record is what the sender sent.
+    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
 
     # --- permissions: the record is what the sender sent; staff look, and retry ---
 
