@@ -1,6 +1,7 @@
 """Webhooks take a short middleware chain (settings.WEBHOOK_MIDDLEWARE, via
 webhooks_project/handlers.py): what the admin needs (sessions, CSRF, messages, axes,
-static files) is skipped, what protects every response is kept. Run through real
+static files) and django-prometheus' request metrics are skipped, what protects every
+response is kept. Run through real
 gunicorn in the production (https) configuration, since only wsgi.py routes by path.
 """
 
@@ -46,10 +47,19 @@ def test_a_plain_http_webhook_is_still_redirected_to_https_and_not_stored(servic
     assert not Transaction.objects.filter(transaction_id=body["transaction_id"]).exists()
 
 
-def test_other_pages_keep_the_full_chain(service):
-    service.start_web(workers=1, DJANGO_HTTPS=1)
+def test_webhooks_are_left_out_of_the_request_metrics_that_other_pages_still_feed(service):
+    service.start_web(workers=1, DJANGO_HTTPS=1)  # one process: one set of counters
+    webhook = httpx.post(
+        service.url("/v1/webhooks/transactions"), json=webhook_body(), headers=BEHIND_TLS_PROXY, timeout=10
+    )
+    health = httpx.get(service.url("/"), headers=BEHIND_TLS_PROXY, timeout=10)
 
-    response = httpx.get(service.url("/admin/login/"), headers=BEHIND_TLS_PROXY, timeout=10)
+    metrics = httpx.get(service.url("/metrics"), headers=BEHIND_TLS_PROXY, timeout=10).text
 
-    assert response.status_code == 200
-    assert "csrftoken=" in response.headers.get("Set-Cookie", "")  # CsrfViewMiddleware ran
+    assert (webhook.status_code, health.status_code) == (202, 200)
+    request_lines = [
+        line for line in metrics.splitlines() if line.startswith("django_http_requests_total_by_view")
+    ]
+    assert any('view="health"' in line for line in request_lines)
+    assert not any('view="webhook"' in line for line in request_lines)
+    assert 'webhooks_received_total{result="new"} 1.0' in metrics
