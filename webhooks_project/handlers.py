@@ -4,7 +4,7 @@ The middleware that the admin and the browsable docs need (sessions, authenticat
 messages, CSRF, django-axes, WhiteNoise's static files, CommonMiddleware's slash
 redirects) does nothing for a webhook, whose view is csrf-exempt, authenticates by
 signature and always answers JSON; with django-prometheus' per-request metrics it cost
-over a third of a webhook's CPU time in gunicorn (docs/benchmarks.md). Requests for the
+about a quarter of a webhook's CPU time in gunicorn (docs/benchmarks.md). Requests for the
 webhook URL therefore run through settings.WEBHOOK_MIDDLEWARE, every other request
 through settings.MIDDLEWARE.
 """
