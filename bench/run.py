@@ -280,6 +280,12 @@ class MemorySampler(threading.Thread):
 # --- Phases -----------------------------------------------------------------------
 
 
+# Production answers plain http with a redirect (DJANGO_HTTPS, on by default) and is
+# reached through a TLS-terminating proxy that says so in this header; the benchmark
+# plays that proxy, so the service runs with its production security settings.
+PROXY_HEADERS = {"X-Forwarded-Proto": "https"}
+
+
 def webhook_body(transaction_id: str) -> bytes:
     return json.dumps(
         {
@@ -304,7 +310,7 @@ def post_all(port: int, ids: list[str], connections: int) -> list[int]:
                 "POST",
                 "/v1/webhooks/transactions",
                 body=webhook_body(transaction_id),
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **PROXY_HEADERS},
             )
             response = local.conn.getresponse()
             response.read()

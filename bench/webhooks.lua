@@ -20,7 +20,12 @@ function init(args)
    ok = 0
    bad = 0
    acked = io.open(outdir .. "/ok-" .. tag .. "-" .. tid .. ".txt", "w")
-   headers = { ["Content-Type"] = "application/json", ["Host"] = wrk.headers["Host"] }
+   -- As the TLS-terminating proxy in front of production sends it (see PROXY_HEADERS in run.py).
+   headers = {
+      ["Content-Type"] = "application/json",
+      ["Host"] = wrk.headers["Host"],
+      ["X-Forwarded-Proto"] = "https",
+   }
 end
 
 function request()

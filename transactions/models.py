@@ -58,7 +58,10 @@ class Transaction(models.Model):
 
     # Sent to the external API as its idempotency key.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    transaction_id = models.CharField(max_length=IDENTIFIER_MAX_LENGTH, unique=True)
+    # Unique by a constraint (Meta), not unique=True: on PostgreSQL that would also add a
+    # second, varchar_pattern_ops index for LIKE queries, which every webhook's INSERT
+    # paid for and only the `seed_transactions --delete` / `demo` prefix filters used.
+    transaction_id = models.CharField(max_length=IDENTIFIER_MAX_LENGTH)
     source_account = models.CharField(max_length=IDENTIFIER_MAX_LENGTH)
     destination_account = models.CharField(max_length=IDENTIFIER_MAX_LENGTH)
     amount = models.DecimalField(max_digits=AMOUNT_MAX_DIGITS, decimal_places=AMOUNT_DECIMAL_PLACES)
@@ -104,6 +107,7 @@ class Transaction(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["transaction_id"], name="txn_transaction_id_unique"),
             models.CheckConstraint(condition=Q(status__in=Status.values), name="txn_status_valid"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="txn_amount_positive"),
             # processed_at is set exactly when (and only when) the row is PROCESSED.

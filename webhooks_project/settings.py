@@ -392,3 +392,20 @@ if DATABASE_PREPARED_STATEMENTS and _db["ENGINE"] == "django.db.backends.postgre
     # Django turns psycopg's prepared statements off (threshold None); the INSERT asks
     # for one explicitly. Django's own queries bind on the client and are never prepared.
     _db["OPTIONS"].setdefault("prepare_threshold", 5)
+
+# The middleware a webhook delivery runs through (webhooks_project/handlers.py): request
+# ids and the security headers. The admin's (sessions, auth, messages, CSRF, axes, static
+# files) would only cost it time, and so would django-prometheus' per-request metrics
+# (about a quarter of a webhook's CPU in gunicorn, docs/benchmarks.md): webhooks are
+# counted by the service's own webhooks_received_total / webhooks_rejected_total instead.
+# Same order as MIDDLEWARE, so each keeps its place relative to the others.
+WEBHOOK_MIDDLEWARE = [
+    m
+    for m in MIDDLEWARE
+    if m
+    in {
+        "transactions.log.RequestIDMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    }
+]
