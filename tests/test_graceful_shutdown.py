@@ -19,20 +19,25 @@ from transactions.models import Status, Transaction
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 
-def _in_flight(service, count: int) -> None:
+def _calls_in_flight(service, count: int = 3) -> tuple:
+    """Start web and qcluster, send `count` webhooks, wait until their calls are in flight.
+
+    Returns the qcluster process and the transaction ids.
+    """
+    service.start_web()
+    cluster = service.start_worker()
+    ids = service.post_accepted(count)
     wait_for(
         lambda: sum(call.end is None for call in service.external_calls()) >= count,
         timeout=20,
         what=f"{count} calls in flight",
     )
+    return cluster, ids
 
 
 def test_sigterm_to_qcluster_lets_the_calls_in_flight_finish(service):
     service.configure(**FAST_PROCESSING)  # a 2 s call, well inside the 10 s grace
-    service.start_web()
-    cluster = service.start_worker()
-    ids = service.post_accepted(3)
-    _in_flight(service, 3)
+    cluster, ids = _calls_in_flight(service)
 
     assert service.stop(cluster, signal.SIGTERM, timeout=30) == 0
 
@@ -48,10 +53,7 @@ def test_sigterm_to_qcluster_hands_back_calls_that_outlast_the_grace_and_a_resta
         PROCESSING_LEASE_SECONDS=300,  # only the hand-back, not an expiry, can free them
         PROCESSING_SHUTDOWN_GRACE_SECONDS=1,
     )
-    service.start_web()
-    cluster = service.start_worker()
-    ids = service.post_accepted(3)
-    _in_flight(service, 3)
+    cluster, ids = _calls_in_flight(service)
 
     assert service.stop(cluster, signal.SIGTERM, timeout=30) == 0
 
@@ -95,11 +97,8 @@ def test_sigterm_to_the_process_group_reaches_only_the_main_process_which_stops_
     # Ctrl-C in a terminal, honcho (`make run`, the Docker image) and supervisor's
     # stopasgroup signal the process group: the sentinel and workers are not in it.
     service.configure(**FAST_PROCESSING)
-    service.start_web()
-    cluster = service.start_worker()
+    cluster, ids = _calls_in_flight(service)
     family = descendants(cluster.pid)
-    ids = service.post_accepted(3)
-    _in_flight(service, 3)
 
     os.killpg(cluster.pid, signal.SIGTERM)
 
@@ -115,11 +114,8 @@ def test_sigterm_to_every_process_of_qcluster_ends_it_and_a_restart_finishes_the
     # the sentinel and workers die at once, so this is a crash, not a graceful stop;
     # but the main process must end rather than hang, and nothing may be lost.
     service.configure(**FAST_PROCESSING)
-    service.start_web()
-    cluster = service.start_worker()
+    cluster, ids = _calls_in_flight(service)
     family = descendants(cluster.pid)
-    ids = service.post_accepted(3)
-    _in_flight(service, 3)
 
     service.kill_all(cluster, signal.SIGTERM)
 
