@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from . import metrics, payment_api, services, shutdown
+from .models import Status
 from .services import Claim
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _outcome(claim: Claim, future: Future, summary: RunSummary) -> str:
     if outcome is None:
         summary.lost += 1
         return "lost"
-    if outcome == services.Status.FAILED:
+    if outcome == Status.FAILED:
         summary.failed += 1
         return "failed"
     summary.retrying += 1
