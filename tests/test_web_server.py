@@ -6,13 +6,16 @@ trip per webhook), so a connection the database dropped while idle must cost at 
 retryable 503, and never a webhook's: a webhook is retried once on a fresh connection.
 """
 
+import gc
 import json
+import runpy
 from http.client import HTTPConnection
 
 import pytest
 from django.db import connection
 
 from tests.factories import webhook_body
+from tests.processes import ROOT
 from transactions.models import Transaction
 from transactions.serializers import TransactionWebhookSerializer, WebhookAcceptedSerializer
 from transactions.services import IngestResult
@@ -150,3 +153,14 @@ def test_a_webhook_body_that_is_not_json_is_still_refused_with_415(api, db):
 
     assert response.status_code == 415
     assert Transaction.objects.count() == 0
+
+
+def test_a_gunicorn_worker_freezes_its_start_up_objects_out_of_the_collector():
+    # Full collections then skip the app's long-lived objects: short GIL pauses, lower p99.
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    before = gc.get_freeze_count()
+    try:
+        config["post_worker_init"](worker=None)
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
