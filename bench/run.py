@@ -145,16 +145,16 @@ def cpu_busy_sample() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU time (user + system) the processes have used so far."""
-    ticks = 0
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU time (user + system) each process has used so far; gone ones are left out."""
+    seconds = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 class CpuMeter:
@@ -275,6 +275,30 @@ class MemorySampler(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join()
+
+
+class CpuSampler(threading.Thread):
+    """CPU time used by a set of processes that changes (database connections are recycled
+    every DATABASE_CONN_MAX_AGE seconds), sampled until stopped; one that exits loses at
+    most its last interval."""
+
+    def __init__(self, pids: Callable[[], list[int]], interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.interval = pids, interval
+        self.baseline = cpu_seconds(pids())
+        self.latest = dict(self.baseline)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self.latest.update(cpu_seconds(self.pids()))
+
+    def stop(self) -> float:
+        """Seconds of CPU used since the sampler was made."""
+        self._stop_event.set()
+        self.join()
+        self.latest.update(cpu_seconds(self.pids()))
+        return sum(seconds - self.baseline.get(pid, 0.0) for pid, seconds in self.latest.items())
 
 
 # --- Phases -----------------------------------------------------------------------
@@ -490,19 +514,20 @@ def ingestion(
     cpu = CpuMeter()
     cpu.start()
     # CPU per webhook does not depend on what else the machine is doing; throughput does.
-    web_pids = [service.web.pid, *service.web_workers()]
-    pg_pids = db.column("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-    worker_pids = service.worker_pids()
-    web_cpu, pg_cpu, worker_cpu = cpu_seconds(web_pids), cpu_seconds(pg_pids), cpu_seconds(worker_pids)
+    samplers = [
+        CpuSampler(lambda: [service.web.pid, *service.web_workers()]),
+        CpuSampler(lambda: db.column("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")),
+        CpuSampler(service.worker_pids),
+    ]
+    for sampler in samplers:
+        sampler.start()
     wrk_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     with py_spy(profile_pid, max(5, args.duration - 5), out_dir):
         result = run_wrk(wrk, service, "run", args.duration, args.connections, args.threads, out_dir)
     busy_percent, busy_seconds = cpu.stop()
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     requests = max(1, result["requests"])
-    web_cpu = cpu_seconds(web_pids) - web_cpu
-    pg_cpu = cpu_seconds(pg_pids) - pg_cpu
-    worker_cpu = cpu_seconds(worker_pids) - worker_cpu
+    web_cpu, pg_cpu, worker_cpu = (sampler.stop() for sampler in samplers)
     wrk_cpu = wrk_after.ru_utime + wrk_after.ru_stime - wrk_cpu.ru_utime - wrk_cpu.ru_stime
     result["web_cpu_ms_per_request"] = round(1000 * web_cpu / requests, 3)
     result["postgres_cpu_ms_per_request"] = round(1000 * pg_cpu / requests, 3)
