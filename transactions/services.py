@@ -127,15 +127,17 @@ def _upsert(params: list[Any]) -> tuple:
 
 
 def _execute_upsert(params: list[Any]) -> tuple:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and settings.DATABASE_PREPARED_STATEMENTS:
-            # Django binds parameters on the client, so PostgreSQL would parse and plan
-            # this statement for every webhook. Bound on the server and prepared once per
-            # connection instead, it costs PostgreSQL about a third less CPU.
-            raw = psycopg.Cursor(cursor.cursor.connection)
-            with connection.wrap_database_errors, raw:
+    if connection.vendor == "postgresql" and settings.DATABASE_PREPARED_STATEMENTS:
+        # Django binds parameters on the client, so PostgreSQL would parse and plan this
+        # statement for every webhook. Bound on the server and prepared once per connection
+        # instead, it costs PostgreSQL about a third less CPU. Django's cursor is not needed
+        # around this one.
+        with connection.wrap_database_errors:
+            connection.ensure_connection()
+            with psycopg.Cursor(connection.connection) as raw:
                 raw.execute(_UPSERT_SQL, params, prepare=True)
                 return raw.fetchone()
+    with connection.cursor() as cursor:
         cursor.execute(_UPSERT_SQL, params)
         return cursor.fetchone()
 
