@@ -210,15 +210,19 @@ class ServiceProcesses:
     ) -> subprocess.Popen:
         """Start gunicorn; wait until GET / says HEALTHY (or, if not `healthy`, answers at all)."""
         self.port = port or self.port or free_port()
-        proc = self._spawn(
+        proc = self.spawn_web(workers, self.port, **env)
+        wait_for(self._healthy if healthy else self._answers, timeout=30, what="gunicorn to answer GET /")
+        return proc
+
+    def spawn_web(self, workers: int, port: int, **env: Any) -> subprocess.Popen:
+        """Start gunicorn on `port` without waiting for it."""
+        return self._spawn(
             "gunicorn",
             [str(BIN / "gunicorn"), "webhooks_project.wsgi", "--config", "gunicorn.conf.py"],
-            PORT=self.port,
+            PORT=port,
             WEB_CONCURRENCY=workers,
             **env,
         )
-        wait_for(self._healthy if healthy else self._answers, timeout=30, what="gunicorn to answer GET /")
-        return proc
 
     def _answers(self) -> bool:
         try:

@@ -9,13 +9,16 @@ retryable 503, and never a webhook's: a webhook is retried once on a fresh conne
 import gc
 import json
 import runpy
+import socket
+from collections import Counter
 from http.client import HTTPConnection
+from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from tests.factories import webhook_body
-from tests.processes import ROOT
+from tests.processes import ROOT, wait_for
 from transactions.models import Transaction
 from transactions.serializers import TransactionWebhookSerializer, WebhookAcceptedSerializer
 from transactions.services import IngestResult
@@ -164,3 +167,44 @@ def test_a_gunicorn_worker_freezes_its_start_up_objects_out_of_the_collector():
         assert gc.get_freeze_count() > before
     finally:
         gc.unfreeze()
+
+
+def test_connections_opened_at_once_are_spread_over_the_web_workers(service):
+    # Senders open connections in bursts and keep them alive. Had one worker accepted them
+    # all (the first to wake takes the shared socket's whole backlog), it would serve them
+    # on one core while the other workers sat idle.
+    web = service.start_web(workers=4, GUNICORN_ACCESS_LOG="-", GUNICORN_CMD_ARGS="--access-logformat=%(p)s")
+    conns = [HTTPConnection("127.0.0.1", service.port, timeout=10) for _ in range(32)]
+    for conn in conns:
+        conn.connect()
+
+    for conn in conns:
+        conn.request("GET", "/")
+    for conn in conns:
+        assert conn.getresponse().read()
+        conn.close()
+
+    served_by = wait_for(
+        lambda: _access_log_pids(web.log_path, at_least=32), timeout=10, what="32 access log lines"
+    )
+    assert len(served_by) >= 3, served_by
+
+
+def test_the_web_server_refuses_to_start_on_a_port_another_program_listens_on(service):
+    with socket.socket() as other:
+        other.bind(("0.0.0.0", 0))
+        other.listen()
+        port = other.getsockname()[1]
+
+        web = service.spawn_web(workers=2, port=port)
+
+        assert web.wait(timeout=30) != 0
+    assert f"cannot listen on 0.0.0.0:{port}" in Path(web.log_path).read_text()
+
+
+def _access_log_pids(log_path: str, at_least: int) -> Counter | None:
+    """How many requests each worker pid served, from gunicorn's access log (%(p)s)."""
+    lines = Path(log_path).read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    pids = Counter(r["message"] for r in records if r.get("logger") == "gunicorn.access")
+    return pids if pids.total() >= at_least else None
