@@ -3,6 +3,7 @@
 import gc
 import os
 import socket
+from typing import Any
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
@@ -60,10 +61,10 @@ if os.environ.get("LOG_FORMAT", "text" if _debug else "json") == "json":
     }
 
 
-def on_starting(server: object) -> None:
+def on_starting(server: Any) -> None:  # gunicorn.arbiter.Arbiter
     # With reuse_port only the workers bind, and gunicorn would respawn them forever if the
     # port is taken by another program; fail at start instead, as without reuse_port.
-    for address in server.cfg.address:  # type: ignore[attr-defined]
+    for address in server.cfg.address:
         if isinstance(address, tuple):
             family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
             with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -73,6 +74,8 @@ def on_starting(server: object) -> None:
                     probe.bind(address)
                 except OSError as error:
                     raise SystemExit(f"cannot listen on {address[0]}:{address[1]}: {error}") from error
+            # gunicorn's own "Listening at:" line is empty when only the workers bind.
+            server.log.info("Listening at: http://%s:%s (a socket per worker)", *address)
 
 
 def post_worker_init(worker: object) -> None:
