@@ -82,7 +82,7 @@ def post_worker_init(worker: object) -> None:
     # The app is loaded and its objects (Django, settings, URL patterns) live as long as the
     # worker. Frozen, the cyclic collector stops walking them: a full collection, which holds
     # the GIL and so stalls all of this worker's requests, fell from 40-290 ms to 1-15 ms
-    # under load, and p99 with it (docs/benchmarks.md).
+    # under load (docs/benchmarks.md).
     gc.freeze()
 
 

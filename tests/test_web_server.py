@@ -159,7 +159,7 @@ def test_a_webhook_body_that_is_not_json_is_still_refused_with_415(api, db):
 
 
 def test_a_gunicorn_worker_freezes_its_start_up_objects_out_of_the_collector():
-    # Full collections then skip the app's long-lived objects: short GIL pauses, lower p99.
+    # Full collections then skip the app's long-lived objects: short GIL pauses.
     config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     before = gc.get_freeze_count()
     try:
