@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 
 from tests.factories import webhook_body
-from tests.processes import ROOT, wait_for
+from tests.processes import ROOT, log_records, wait_for
 from transactions.models import Transaction
 from transactions.serializers import TransactionWebhookSerializer, WebhookAcceptedSerializer
 from transactions.services import IngestResult
@@ -203,8 +203,6 @@ def test_the_web_server_refuses_to_start_on_a_port_another_program_listens_on(se
 
 
 def _access_log_pids(log_path: str, at_least: int) -> Counter | None:
-    """How many requests each worker pid served, from gunicorn's access log (%(p)s)."""
-    lines = Path(log_path).read_text().splitlines()
-    records = [json.loads(line) for line in lines if line.startswith("{")]
-    pids = Counter(r["message"] for r in records if r.get("logger") == "gunicorn.access")
+    """How many requests each worker pid served: its access log lines read "<pid>" (%(p)s)."""
+    pids = Counter(pid for pid, message in log_records(log_path) if message == f"<{pid}>")
     return pids if pids.total() >= at_least else None
