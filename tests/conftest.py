@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
 from tests.processes import ServiceProcesses
-from transactions import services
+from transactions import worker
 
 # Fuzz tests are bounded for CI; FUZZ_PROFILE=long runs many more examples (README: Security).
 _fuzz = {
@@ -45,7 +45,7 @@ def reader(api: APIClient, api_key: str) -> APIClient:
 @pytest.fixture(autouse=True)
 def _fresh_wakeup_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
     # Each test starts as a freshly booted web process would.
-    monkeypatch.setattr(services, "_last_wakeup", float("-inf"))
+    monkeypatch.setattr(worker, "_last_wakeup", float("-inf"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

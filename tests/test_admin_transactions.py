@@ -63,7 +63,7 @@ def test_list_is_newest_first(admin_client):
     assert _listed_ids(admin_client.get(CHANGELIST)) == [newer.transaction_id, older.transaction_id]
 
 
-def test_summary_counts_statuses_and_shows_oldest_processing_and_queue_depth(admin_client):
+def test_summary_counts_statuses_and_shows_oldest_processing_backlog_and_lag(admin_client):
     oldest = stored_transaction()
     _set(oldest, created_at=timezone.now() - timedelta(minutes=5))
     stored_transaction()
@@ -75,9 +75,11 @@ def test_summary_counts_statuses_and_shows_oldest_processing_and_queue_depth(adm
     summary = response.context["summary"]
     assert (summary["counts"].processing, summary["counts"].failed, summary["counts"].processed) == (2, 1, 1)
     assert summary["oldest"] == oldest
-    assert summary["queue"].due_transactions == 2
+    assert summary["backlog"].due_transactions == 2
+    assert summary["lag"].sample == 1
     page = response.content.decode()
     assert 'id="txn-summary"' in page and "5 min" in page and oldest.transaction_id in page
+    assert "2 due" in page and "processed in the last 5 min" in page
 
 
 @pytest.mark.parametrize(
@@ -182,7 +184,7 @@ def test_detail_page_is_read_only_with_pretty_payload_and_processing_history(adm
     assert "\n  &quot;amount&quot;: 99.99" in page
     assert "external call timed out after 45s" in page
     assert "failed processing task(s) since it arrived" in page
-    assert "/django_q/failure/?func=transactions.tasks.process_due_transactions" in page
+    assert "/django_q/failure/?func=transactions.worker.process_due_transactions" in page
 
 
 def test_retry_action_sends_failed_and_stuck_back_and_leaves_the_rest(admin_client):

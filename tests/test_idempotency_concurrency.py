@@ -8,7 +8,7 @@ from django.db import connections
 from django.test import Client
 
 from tests.factories import webhook_body
-from transactions import processing
+from transactions import worker
 from transactions.models import Status, Transaction
 
 pytestmark = pytest.mark.postgres
@@ -58,8 +58,8 @@ def test_concurrent_duplicates_are_processed_once(transactional_db, settings):
     assert (stored.status, stored.attempts) == (Status.PROCESSED, 1)
 
 
-def _process_in_own_connection() -> processing.RunSummary:
+def _process_in_own_connection() -> worker.RoundSummary:
     try:
-        return processing.process_due(idle=0.5)
+        return worker.ProcessingRound(idle=0.5).run()
     finally:
         connections.close_all()

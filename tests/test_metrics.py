@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from tests.factories import stored_transaction, webhook_body
-from transactions.models import Transaction
+from transactions.models import Status, Transaction
 
 pytestmark = pytest.mark.django_db
 
@@ -50,14 +50,18 @@ def test_webhooks_received_duplicated_and_rejected_are_counted(client):
         assert _value(after, name, **labels) - _value(before, name, **labels) == increase, name
 
 
-def test_queue_depth_and_oldest_pending_age_are_read_from_the_database_at_scrape_time(client):
+def test_backlog_and_oldest_pending_age_are_read_from_the_database_at_scrape_time(client):
     oldest = stored_transaction()
-    Transaction.objects.filter(pk=oldest.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    Transaction.objects.filter(pk=oldest.pk).update(
+        created_at=timezone.now() - timedelta(minutes=10),
+        next_attempt_at=timezone.now() - timedelta(minutes=2),
+    )
     stored_transaction()
 
     text = _scrape(client)
 
-    assert _value(text, "transactions_queue_depth", kind="due_transactions") == 2
+    assert _value(text, "transactions_backlog", kind="due_transactions") == 2
+    assert 120 <= _value(text, "transactions_backlog_oldest_due_seconds") < 180
     assert 600 <= _value(text, "transactions_oldest_pending_age_seconds") < 700
     assert _value(text, "transactions_status", status="PROCESSING") == 2
     assert _value(text, "transactions_collector_up") == 1
@@ -83,3 +87,21 @@ def test_metrics_need_the_bearer_token_when_one_is_set(client, settings):
     assert (
         client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
     )
+
+
+def test_processing_lag_percentiles_cover_the_recently_processed_transactions(client):
+    now = timezone.now()
+    for lag in range(1, 101):  # lags of 1..100 s, processed within the window
+        txn = stored_transaction()
+        Transaction.objects.filter(pk=txn.pk).update(
+            status=Status.PROCESSED, processed_at=now, created_at=now - timedelta(seconds=lag)
+        )
+    long_ago = stored_transaction()  # outside the window: not counted
+    Transaction.objects.filter(pk=long_ago.pk).update(
+        status=Status.PROCESSED, processed_at=now - timedelta(hours=1), created_at=now - timedelta(hours=2)
+    )
+
+    text = _scrape(client)
+
+    assert _value(text, "transactions_processing_lag_seconds", quantile="0.5") == pytest.approx(50, abs=0.5)
+    assert _value(text, "transactions_processing_lag_seconds", quantile="0.99") == pytest.approx(99, abs=0.5)

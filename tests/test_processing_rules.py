@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from tests.factories import stored_transaction
-from transactions import services, tasks
+from transactions import services, worker
 from transactions.models import Status, Transaction
 from transactions.services import claim_due_transactions
 
@@ -23,7 +23,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _expire_leases() -> None:
     # Stands for the lease running out (a worker that died holding it).
-    Transaction.objects.update(leased_until=Now() - timedelta(seconds=1))
+    Transaction.objects.update(
+        leased_until=Now() - timedelta(seconds=1), next_attempt_at=Now() - timedelta(seconds=1)
+    )
 
 
 def test_a_claimed_transaction_is_not_claimed_again_while_its_lease_holds():
@@ -53,20 +55,20 @@ def test_only_the_current_lease_holder_can_record_an_outcome():
     _expire_leases()
     [new] = claim_due_transactions(limit=1)
 
-    assert services.mark_processed(old) is False
-    assert services.record_failure(old, "late failure") is None
+    assert services.record_outcomes([(old, None)])["lost"] == 1
+    assert services.record_outcomes([(old, "late failure")])["lost"] == 1
     assert services.release_claims([old]) == 0
-    assert services.mark_processed(new) is True
+    assert services.record_outcomes([(new, None)])["processed"] == 1
 
 
 def test_processed_at_is_written_once_and_a_processed_transaction_never_moves_back():
     txn = stored_transaction()
     [claim] = claim_due_transactions(limit=1)
-    assert services.mark_processed(claim)
+    assert services.record_outcomes([(claim, None)])["processed"] == 1
     processed_at = Transaction.objects.get(pk=txn.pk).processed_at
 
-    assert services.mark_processed(claim) is False
-    assert services.record_failure(claim, "too late") is None
+    assert services.record_outcomes([(claim, None)])["lost"] == 1
+    assert services.record_outcomes([(claim, "too late")])["lost"] == 1
     assert services.release_claims([claim]) == 0
     assert services.retry_transactions(pks=[txn.pk]) == 0
     _expire_leases()
@@ -88,7 +90,7 @@ def test_a_failed_attempt_waits_out_an_exponential_backoff(settings):
     waits = []
     for _ in range(3):
         [claim] = claim_due_transactions(limit=1)
-        assert services.record_failure(claim, "boom") == Status.PROCESSING
+        assert services.record_outcomes([(claim, "boom")])["retrying"] == 1
         assert claim_due_transactions(limit=1) == []  # not due during the backoff
         txn.refresh_from_db()
         waits.append((txn.next_attempt_at - timezone.now()).total_seconds())
@@ -103,11 +105,11 @@ def test_the_last_allowed_attempt_failing_marks_the_transaction_failed_with_its_
     settings.PROCESSING_MAX_ATTEMPTS = 2
     txn = stored_transaction()
     [claim] = claim_due_transactions(limit=1)
-    assert services.record_failure(claim, "first") == Status.PROCESSING
+    assert services.record_outcomes([(claim, "first")])["retrying"] == 1
     Transaction.objects.update(next_attempt_at=Now())  # the backoff has passed
     [claim] = claim_due_transactions(limit=1)
 
-    assert services.record_failure(claim, "second") == Status.FAILED
+    assert services.record_outcomes([(claim, "second")])["failed"] == 1
 
     txn.refresh_from_db()
     assert (txn.status, txn.attempts, txn.last_error, txn.processed_at) == (Status.FAILED, 2, "second", None)
@@ -169,7 +171,7 @@ def test_the_sweep_task_processes_transactions_left_behind(settings):
     _expire_leases()
     never_woken = stored_transaction()  # its wake-up was lost
 
-    summary = tasks.process_due_transactions()
+    summary = worker.process_due_transactions()
 
     assert summary["processed"] == 2
     assert {t.pk: (t.status, t.attempts) for t in Transaction.objects.all()} == {
@@ -183,28 +185,34 @@ def test_the_sweep_leaves_alone_a_transaction_whose_lease_still_holds(settings):
     txn = stored_transaction()
     claim_due_transactions(limit=1)
 
-    assert tasks.process_due_transactions()["processed"] == 0
+    assert worker.process_due_transactions()["processed"] == 0
     txn.refresh_from_db()
     assert txn.status == Status.PROCESSING and txn.attempts == 1
 
 
 def test_the_sweep_schedule_runs_the_processing_task_every_minute_and_is_made_once():
-    tasks.ensure_sweep_schedule()
-    tasks.ensure_sweep_schedule()
+    worker.ensure_sweep_schedule()
+    worker.ensure_sweep_schedule()
 
     [schedule] = Schedule.objects.all()
-    assert schedule.func == "transactions.tasks.process_due_transactions"
+    assert schedule.func == "transactions.worker.process_due_transactions"
     assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
 
 
-def test_django_q2_never_hands_out_a_processing_task_again_while_it_may_still_run(settings):
-    q = settings.Q_CLUSTER
-    longest_run = settings.PROCESSING_CLAIM_WINDOW_SECONDS + settings.PROCESSING_CALL_TIMEOUT_SECONDS
-    assert q["timeout"] > longest_run
-    # A prefetched task waits behind at most queue_limit others: two task lengths at
-    # most, before it runs for one.
-    assert q["queue_limit"] <= q["workers"]
-    assert q["retry"] > 3 * q["timeout"]
-    # django-q2 never retries a processing task itself (the leases and the sweep do),
-    # and keeps no record of successes (the transactions table is the record).
-    assert (q["max_attempts"], q["ack_failures"], q["save_limit"]) == (1, True, -1)
+def test_outcomes_of_many_calls_are_recorded_together_each_by_its_own_rule(settings):
+    settings.PROCESSING_MAX_ATTEMPTS = 2
+    ok, retry, give_up = stored_transaction(), stored_transaction(), stored_transaction()
+    Transaction.objects.filter(pk=give_up.pk).update(attempts=1)
+    claims = {claim.pk: claim for claim in claim_due_transactions(limit=10)}
+
+    counts = services.record_outcomes(
+        [(claims[ok.pk], None), (claims[retry.pk], "503 from provider"), (claims[give_up.pk], "declined")]
+    )
+
+    assert counts == {"processed": 1, "retrying": 1, "failed": 1, "lost": 0}
+    rows = {t.pk: (t.status, t.last_error, t.lease_token) for t in Transaction.objects.all()}
+    assert rows == {
+        ok.pk: (Status.PROCESSED, "", None),
+        retry.pk: (Status.PROCESSING, "503 from provider", None),
+        give_up.pk: (Status.FAILED, "declined", None),
+    }

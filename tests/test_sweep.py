@@ -7,7 +7,7 @@ from django_q.models import OrmQ, Schedule
 
 from tests.factories import stored_transaction
 from tests.processes import FAST_PROCESSING, SWEEP_BOUND_SECONDS, wait_for
-from transactions import tasks
+from transactions import worker
 from transactions.models import Status, Transaction
 from transactions.services import claim_due_transactions
 
@@ -23,9 +23,9 @@ def test_starting_qcluster_creates_the_minutely_sweep(service):
     service.start_worker()
 
     [sweep] = Schedule.objects.all()
-    assert sweep.func == "transactions.tasks.process_due_transactions"
+    assert sweep.func == "transactions.worker.process_due_transactions"
     assert (sweep.schedule_type, sweep.minutes, sweep.repeats) == (Schedule.MINUTES, 1, -1)
-    assert sweep.name == tasks.SWEEP_SCHEDULE_NAME
+    assert sweep.name == worker.SWEEP_SCHEDULE_NAME
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ def test_new_webhook_wakes_a_worker_through_the_django_q_queue(api, db):
     post_json(api, webhook_body())
 
     assert OrmQ.objects.count() == 1
-    assert OrmQ.objects.get().func() == "transactions.tasks.process_due_transactions"
+    assert OrmQ.objects.get().func() == "transactions.worker.process_due_transactions"
 
 
 def test_duplicate_webhook_is_stored_once(api, db):

@@ -26,7 +26,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django_q.models import Failure
 
-from . import selectors, services
+from . import selectors, services, worker
 from .models import Status, Transaction
 
 STATUS_COLOURS = {
@@ -306,8 +306,8 @@ class TransactionAdmin(admin.ModelAdmin):
         except NoReverseMatch:
             return format_html("{}", "django-q2's admin is not installed")
         since = obj.created_at
-        failed_since = Failure.objects.filter(func=services.PROCESS_TASK, started__gte=since).count()
-        query = urlencode({"func": services.PROCESS_TASK, "started__gte": since.isoformat()})
+        failed_since = Failure.objects.filter(func=worker.PROCESS_TASK, started__gte=since).count()
+        query = urlencode({"func": worker.PROCESS_TASK, "started__gte": since.isoformat()})
         return format_html(
             '<a href="{}?{}">{} failed processing task(s) since it arrived</a>'
             ' · <a href="{}">queued tasks</a>',
@@ -341,19 +341,26 @@ def _human_seconds(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
     if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     return f"{seconds / 3600:.1f} h"
 
 
 def _summary() -> dict[str, Any]:
     counts = selectors.status_counts()
     oldest = selectors.oldest_processing()
-    depth = selectors.queue_depth()
+    backlog = selectors.backlog()
+    lag = selectors.processing_lag()
     return {
         "counts": counts,
         "oldest": oldest,
         "oldest_age": _human_seconds((timezone.now() - oldest.created_at).total_seconds())
         if oldest
         else None,
-        "queue": depth,
+        "backlog": backlog,
+        "oldest_due": _human_seconds(backlog.oldest_due_seconds) if backlog.due_transactions else None,
+        "lag": lag,
+        "lag_p50": None if lag.p50 is None else _human_seconds(lag.p50),
+        "lag_p99": None if lag.p99 is None else _human_seconds(lag.p99),
+        "lag_window": _human_seconds(selectors.LAG_WINDOW_SECONDS),
     }

@@ -1,7 +1,7 @@
 """Prometheus metrics: the service's own, and the /metrics endpoint that serves them.
 
 On the hot paths (a webhook, a processing outcome) only counters are incremented.
-Queue depth and the oldest pending age are read from the database when Prometheus
+The backlog, the processing lag and the oldest pending age are read from the database when Prometheus
 scrapes, by a collector, so they are right whichever process did the work.
 
 With several processes (gunicorn workers, qcluster workers), set
@@ -67,8 +67,9 @@ class DatabaseCollector:
             "transactions_collector_up", "1 if the database answered the collector's queries."
         )
         try:
-            depth = selectors.queue_depth()
-            oldest = selectors.oldest_pending_created_at()
+            backlog = selectors.backlog()
+            lag = selectors.processing_lag()
+            oldest = selectors.oldest_processing()
             counts = selectors.status_counts()
         except Exception:
             logger.warning("metrics: could not read the queue from the database", exc_info=True)
@@ -77,15 +78,30 @@ class DatabaseCollector:
             return
         up.add_metric([], 1)
         yield up
-        queue = GaugeMetricFamily(
-            "transactions_queue_depth",
-            "Work waiting for a worker: due PROCESSING transactions, and django-q2 tasks not yet taken.",
+        waiting = GaugeMetricFamily(
+            "transactions_backlog",
+            "Work waiting for a worker: due transactions no worker holds, and django-q2 tasks not yet taken.",
             labels=["kind"],
         )
-        queue.add_metric(["due_transactions"], depth.due_transactions)
-        queue.add_metric(["queued_tasks"], depth.queued_tasks)
-        yield queue
-        age = (timezone.now() - oldest).total_seconds() if oldest else 0
+        waiting.add_metric(["due_transactions"], backlog.due_transactions)
+        waiting.add_metric(["queued_tasks"], backlog.queued_tasks)
+        yield waiting
+        yield GaugeMetricFamily(
+            "transactions_backlog_oldest_due_seconds",
+            "How long the longest-waiting due transaction has waited past its due time (0 when none).",
+            value=backlog.oldest_due_seconds,
+        )
+        processing_lag = GaugeMetricFamily(
+            "transactions_processing_lag_seconds",
+            f"processed_at - created_at over the transactions processed in the last "
+            f"{selectors.LAG_WINDOW_SECONDS} s (absent when none were).",
+            labels=["quantile"],
+        )
+        for quantile, value in (("0.5", lag.p50), ("0.99", lag.p99)):
+            if value is not None:
+                processing_lag.add_metric([quantile], value)
+        yield processing_lag
+        age = (timezone.now() - oldest.created_at).total_seconds() if oldest else 0
         yield GaugeMetricFamily(
             "transactions_oldest_pending_age_seconds",
             "Age of the oldest transaction still PROCESSING (0 when none).",

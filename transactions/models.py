@@ -105,6 +105,10 @@ class Transaction(models.Model):
                 name="txn_pending_due_idx",
                 condition=Q(status=Status.PROCESSING),
             ),
+            # The processing lag of the last minutes (selectors.processing_lag).
+            models.Index(
+                fields=["-processed_at"], name="txn_processed_idx", condition=Q(status=Status.PROCESSED)
+            ),
         ]
         constraints = [
             models.UniqueConstraint(fields=["transaction_id"], name="txn_transaction_id_unique"),

@@ -5,13 +5,15 @@ PROCESSING or FAILED, or PostgreSQL's own row estimate, never a full-table count
 """
 
 import json
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
 
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Min, QuerySet
-from django_q.models import OrmQ
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, QuerySet
+from django.utils import timezone
+from django_q.brokers import get_broker
 
 from .models import Status, Transaction
 
@@ -63,31 +65,69 @@ def status_counts() -> StatusCounts:
     return StatusCounts(processing, failed, processed, False)
 
 
+def due_transactions_exist() -> bool:
+    return Transaction.objects.due().exists()
+
+
 def oldest_processing() -> Transaction | None:
-    """The transaction that has waited longest for processing."""
+    """The transaction that has waited longest for processing (retries included)."""
     return Transaction.objects.filter(status=Status.PROCESSING).order_by("created_at").first()
 
 
-def oldest_pending_created_at() -> datetime | None:
-    return Transaction.objects.filter(status=Status.PROCESSING).aggregate(oldest=Min("created_at"))["oldest"]
+@dataclass(frozen=True)
+class Backlog:
+    # Due now, and no worker holds them: waiting for a free slot.
+    due_transactions: int
+    # How long the longest-waiting of those has waited past its due time (0 if none).
+    oldest_due_seconds: float
+    # django-q2 tasks not yet taken by a worker.
+    queued_tasks: int
+
+
+def backlog() -> Backlog:
+    """Work waiting for a worker. Steady growth of either figure means falling behind."""
+    due = Transaction.objects.due()
+    oldest = due.aggregate(oldest=Min("next_attempt_at"))["oldest"]
+    return Backlog(
+        due_transactions=due.count(),
+        oldest_due_seconds=max((timezone.now() - oldest).total_seconds(), 0.0) if oldest else 0.0,
+        queued_tasks=get_broker().queue_size(),
+    )
+
+
+LAG_WINDOW_SECONDS = 300
+# The latest this many processed transactions in the window stand for all of them, so
+# the query stays a bounded index read at any rate.
+LAG_SAMPLE = 10_000
 
 
 @dataclass(frozen=True)
-class QueueDepth:
-    due_transactions: int
-    queued_tasks: int
+class ProcessingLag:
+    """`processed_at - created_at` of recently processed transactions, in seconds."""
 
-    @property
-    def total(self) -> int:
-        return self.due_transactions + self.queued_tasks
+    p50: float | None
+    p99: float | None
+    sample: int
 
 
-def queue_depth() -> QueueDepth:
-    """Work waiting for a worker: due transactions, plus django-q2 tasks not yet picked up."""
-    return QueueDepth(
-        due_transactions=Transaction.objects.due().count(),
-        queued_tasks=OrmQ.objects.count(),
+def processing_lag(*, window_seconds: float = LAG_WINDOW_SECONDS) -> ProcessingLag:
+    """The lag of the transactions processed in the last `window_seconds` (None if none)."""
+    since = timezone.now() - timedelta(seconds=window_seconds)
+    lags = sorted(
+        lag.total_seconds()
+        for lag in Transaction.objects.filter(status=Status.PROCESSED, processed_at__gte=since)
+        .order_by("-processed_at")
+        .values_list(
+            ExpressionWrapper(F("processed_at") - F("created_at"), output_field=DurationField()), flat=True
+        )[:LAG_SAMPLE]
     )
+    if not lags:
+        return ProcessingLag(None, None, 0)
+
+    def percentile(q: float) -> float:
+        return lags[max(math.ceil(q * len(lags)) - 1, 0)]
+
+    return ProcessingLag(percentile(0.50), percentile(0.99), len(lags))
 
 
 _migrations_applied = False

@@ -210,8 +210,10 @@ PROCESSING_CALL_TIMEOUT_SECONDS = env.float(
 PROCESSING_LEASE_SECONDS = env.float("PROCESSING_LEASE_SECONDS", default=PROCESSING_CALL_TIMEOUT_SECONDS + 15)
 if PROCESSING_LEASE_SECONDS <= PROCESSING_CALL_TIMEOUT_SECONDS:
     raise ImproperlyConfigured("PROCESSING_LEASE_SECONDS must exceed PROCESSING_CALL_TIMEOUT_SECONDS.")
-# External calls one worker process keeps in flight at once.
-PROCESSING_CONCURRENCY = env.int("PROCESSING_CONCURRENCY", default=250)
+# External calls one worker process keeps in flight at most. A call is a wait, not
+# work: each costs a few kilobytes, so the default bounds a worker's memory, not its
+# speed. Capacity is QCLUSTER_WORKERS x this / call duration (README: Performance).
+PROCESSING_CONCURRENCY = env.int("PROCESSING_CONCURRENCY", default=10_000)
 # Attempts before a transaction is marked FAILED; retries wait BACKOFF * 2**(n-1) seconds.
 PROCESSING_MAX_ATTEMPTS = env.int("PROCESSING_MAX_ATTEMPTS", default=5)
 PROCESSING_RETRY_BACKOFF_SECONDS = env.float("PROCESSING_RETRY_BACKOFF_SECONDS", default=2.0)
@@ -219,9 +221,10 @@ PROCESSING_RETRY_BACKOFF_SECONDS = env.float("PROCESSING_RETRY_BACKOFF_SECONDS",
 PROCESSING_POLL_SECONDS = env.float("PROCESSING_POLL_SECONDS", default=0.5)
 # A worker with nothing in flight keeps looking this long before it frees itself.
 PROCESSING_IDLE_SECONDS = env.float("PROCESSING_IDLE_SECONDS", default=5.0)
-# A worker takes new transactions for at most this long per task, then finishes its
-# calls and hands over to a fresh task; this keeps each task's run time bounded.
-PROCESSING_CLAIM_WINDOW_SECONDS = env.float("PROCESSING_CLAIM_WINDOW_SECONDS", default=60.0)
+# A round takes new transactions for at most this long (less a random part of up to a
+# half, so that rounds end at different times), then finishes its calls and queues the
+# next round; this keeps each django-q2 task's run time bounded.
+PROCESSING_CLAIM_WINDOW_SECONDS = env.float("PROCESSING_CLAIM_WINDOW_SECONDS", default=300.0)
 # On shutdown, calls in flight get this long to finish; the rest are handed back.
 PROCESSING_SHUTDOWN_GRACE_SECONDS = env.float("PROCESSING_SHUTDOWN_GRACE_SECONDS", default=10.0)
 # A web process wakes the workers at most this often; the periodic sweep is the backstop.
