@@ -388,6 +388,122 @@ def burst(service: Service, db: Db, count: int, connections: int, timeout: float
     }
 
 
+def sustained(service: Service, db: Db, args: argparse.Namespace, out_dir: Path, wrk: str) -> dict[str, Any]:
+    """A steady offered rate for a while, then until every acknowledged webhook is PROCESSED."""
+    rate, seconds = args.sustained, args.sustained_duration
+    threads = args.threads
+    log(f"sustained: {rate}/s offered for {seconds}s (wrk -c{args.sustained_connections} -t{threads})")
+    memory = MemorySampler(service.worker_pids)
+    qcluster_cpu = CpuSampler(service.worker_pids)
+    postgres_cpu = CpuSampler(
+        lambda: db.column("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    )
+    for sampler in (memory, qcluster_cpu, postgres_cpu):
+        sampler.start()
+    timeline: list[dict[str, Any]] = []
+    stop_timeline = threading.Event()
+
+    def sample_timeline() -> None:
+        started = time.monotonic()
+        while not stop_timeline.wait(10):
+            row = db.conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'PROCESSED'), "
+                "count(*) FILTER (WHERE status = 'PROCESSING' AND next_attempt_at <= now() "
+                "AND (leased_until IS NULL OR leased_until < now())), "
+                "count(*) FILTER (WHERE status = 'PROCESSING' AND leased_until >= now()) "
+                "FROM transactions_transaction WHERE transaction_id LIKE 'steady\\_%%'"
+            ).fetchone()
+            point = dict(zip(("stored", "processed", "due", "in_flight"), row, strict=True))
+            point["t"] = round(time.monotonic() - started)
+            timeline.append(point)
+            log(
+                "t={t}s stored {stored} processed {processed} due {due} in flight {in_flight}".format(**point)
+            )
+
+    timeline_thread = threading.Thread(target=sample_timeline, daemon=True)
+    timeline_thread.start()
+    per_thread = rate / threads
+    wrk_args = [
+        wrk, f"-t{threads}", f"-c{args.sustained_connections}", f"-d{seconds}s", "--timeout", "5s",
+        "-s", str(HERE / "steady.lua"), service.url("/"), "--", "steady", str(out_dir), f"{per_thread:g}",
+    ]  # fmt: skip
+    done = subprocess.run(wrk_args, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{done.stdout}\n{done.stderr}")
+    load = json.loads(line.removeprefix("BENCH_JSON "))
+    acked = acknowledged_ids(out_dir, "steady")
+    log(f"sustained: load over, {len(acked)} acknowledged; waiting until every one is PROCESSED")
+
+    def unprocessed() -> int:
+        return db.value(
+            "SELECT count(*) FROM transactions_transaction WHERE transaction_id LIKE 'steady\\_%%' "
+            "AND status <> 'PROCESSED'"
+        )
+
+    try:
+        wait_for(lambda: unprocessed() == 0, args.drain_timeout, "every webhook to be PROCESSED", interval=1)
+    finally:
+        stop_timeline.set()
+        timeline_thread.join()
+        memory.stop()
+        qcluster_seconds, postgres_seconds = qcluster_cpu.stop(), postgres_cpu.stop()
+    stats = db.conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'PROCESSED'), "
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM processed_at - created_at)), "
+        "percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM processed_at - created_at)), "
+        "max(EXTRACT(EPOCH FROM processed_at - created_at)), "
+        "EXTRACT(EPOCH FROM max(processed_at) - max(created_at)), "
+        "EXTRACT(EPOCH FROM max(processed_at) - min(processed_at)), max(attempts) "
+        "FROM transactions_transaction WHERE transaction_id LIKE 'steady\\_%%'"
+    ).fetchone()
+    stored_ids = set(
+        db.column(
+            "SELECT transaction_id FROM transactions_transaction WHERE transaction_id LIKE 'steady\\_%%'"
+        )
+    )
+    rows, processed, p50, p99, worst, tail, processing_span, attempts = stats
+    calls = external_call_starts(service.worker.log_path)
+    return {
+        "offered_per_second": rate,
+        "seconds": seconds,
+        "requests": load["requests"],
+        "accepted_per_second": round(load["ok"] / (load["duration_us"] / 1e6), 1),
+        "errors": error_count(load),
+        "webhook_p50_ms": round(load["p50_us"] / 1000, 1),
+        "webhook_p99_ms": round(load["p99_us"] / 1000, 1),
+        "acknowledged": len(acked),
+        "acknowledged_not_stored": len(acked - stored_ids),
+        "stored": rows,
+        "processed": processed,
+        "processing_per_second": round(processed / max(float(processing_span), 1e-9), 1),
+        "lag_p50_s": round(float(p50), 2),
+        "lag_p99_s": round(float(p99), 2),
+        "lag_max_s": round(float(worst), 2),
+        "last_processed_after_last_arrival_s": round(float(tail), 2),
+        "max_attempts": attempts,
+        "external_calls": sum(calls.values()),
+        "transactions_called_more_than_once": sum(1 for n in calls.values() if n > 1),
+        "qcluster_cpu_ms_per_processed": round(1000 * qcluster_seconds / max(processed, 1), 3),
+        "postgres_cpu_ms_per_transaction": round(1000 * postgres_seconds / max(rows, 1), 3),
+        "qcluster_peak_pss_mib": round(memory.peak_pss_total / 1024, 1),
+        "qcluster_processes": memory.processes,
+        "timeline": timeline,
+    }
+
+
+def external_call_starts(log_path: Path) -> dict[str, int]:
+    """External calls started per idempotency key, from the qcluster's call log."""
+    calls: dict[str, int] = {}
+    with open(log_path, errors="replace") as lines:
+        for line in lines:
+            _, found, rest = line.partition("external call start idempotency_key=")
+            if found:
+                key = rest.split()[0].strip('",')
+                calls[key] = calls.get(key, 0) + 1
+    return calls
+
+
 def single(service: Service, db: Db, timeout: float) -> float:
     statuses = post_all(service.port, ["single_00001"], 1)
     if statuses != [202]:
@@ -611,6 +727,38 @@ def print_report(
     print("===================================================")
 
 
+def print_sustained(result: dict[str, Any]) -> None:
+    r = result
+    print("\n================ sustained load ================")
+    print(
+        f"offered {r['offered_per_second']}/s for {r['seconds']}s: accepted {r['accepted_per_second']}/s, "
+        f"{r['errors']} errors; webhook latency p50 {r['webhook_p50_ms']} ms, p99 {r['webhook_p99_ms']} ms"
+    )
+    print(
+        f"durability: {r['acknowledged']} acknowledged, {r['acknowledged_not_stored']} of them not stored; "
+        f"{r['stored']} stored, {r['processed']} PROCESSED (max attempts {r['max_attempts']})"
+    )
+    print(
+        f"processing: {r['processing_per_second']}/s; lag (processed_at - created_at) "
+        f"p50 {r['lag_p50_s']} s, "
+        f"p99 {r['lag_p99_s']} s, max {r['lag_max_s']} s; last PROCESSED "
+        f"{r['last_processed_after_last_arrival_s']} s after the last arrival"
+    )
+    print(
+        f"external calls: {r['external_calls']}, transactions called more than once: "
+        f"{r['transactions_called_more_than_once']}"
+    )
+    print(
+        f"CPU per transaction: qcluster {r['qcluster_cpu_ms_per_processed']} ms, PostgreSQL (ingestion and "
+        f"processing) {r['postgres_cpu_ms_per_transaction']} ms; qcluster peak memory "
+        f"{r['qcluster_peak_pss_mib']} MiB PSS over {r['qcluster_processes']} processes"
+    )
+    print("backlog over time (every 10 s): t, stored, processed, due, in flight")
+    for p in r["timeline"]:
+        print(f"  {p['t']:>4}s {p['stored']:>7} {p['processed']:>7} {p['due']:>7} {p['in_flight']:>7}")
+    print("================================================")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -632,11 +780,23 @@ def main() -> int:
         help="seconds to wait at most for other work on the machine to stop before measuring",
     )
     parser.add_argument(
+        "--sustained",
+        type=int,
+        default=0,
+        metavar="RATE",
+        help="instead of the other phases: RATE webhooks/s offered steadily, then until all are processed",
+    )
+    parser.add_argument("--sustained-duration", type=int, default=180, help="seconds of sustained load")
+    parser.add_argument("--sustained-connections", type=int, default=64)
+    parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="extra service setting (repeatable)"
     )
     args = parser.parse_args()
 
-    wrk = None if args.skip_ingestion else ensure_wrk()
+    if args.sustained:
+        args.burst, args.skip_single, args.skip_ingestion = 0, True, True
+        args.drain_timeout = max(args.drain_timeout, 300)
+    wrk = None if args.skip_ingestion and not args.sustained else ensure_wrk()
     if args.profile and not (BIN / "py-spy").exists():
         # Only for --profile, so not in requirements.txt (CI never needs it).
         subprocess.run([str(BIN / "pip"), "install", "--quiet", "py-spy==0.4.3"], check=True)
@@ -658,7 +818,7 @@ def main() -> int:
     log(f"fresh database {args.database_url}; logs in {out_dir}")
     recreate_database(args.database_url)
     service = Service(args.database_url, out_dir, extra_env)
-    burst_result = single_seconds = ing = None
+    burst_result = single_seconds = ing = steady = None
     try:
         service.manage("migrate", "--noinput", "--verbosity", "0")
         service.manage("collectstatic", "--noinput", "--verbosity", "0")
@@ -673,6 +833,8 @@ def main() -> int:
         if not args.skip_single:
             single_seconds = single(service, db, timeout=120)
             log(f"single webhook processed in {single_seconds:.2f}s")
+        if args.sustained:
+            steady = sustained(service, db, args, out_dir, wrk)
         if not args.skip_ingestion:
             profile_pid = service.web_workers()[0] if args.profile else None
             ing = ingestion(wrk, service, db, args, out_dir, profile_pid)
@@ -680,8 +842,14 @@ def main() -> int:
         log("stopping the service")
         service.stop()
     print_report(setup, burst_result, single_seconds, ing)
-    failed = ing is not None and (
-        ing["acknowledged_not_stored"] > 0 or ing["acknowledged"] != ing["acknowledged_expected"]
+    if steady:
+        print_sustained(steady)
+    failed = (
+        ing is not None
+        and (ing["acknowledged_not_stored"] > 0 or ing["acknowledged"] != ing["acknowledged_expected"])
+    ) or (
+        steady is not None
+        and (steady["acknowledged_not_stored"] > 0 or steady["transactions_called_more_than_once"] > 0)
     )
     return 1 if failed else 0
 
