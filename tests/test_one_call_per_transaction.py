@@ -9,7 +9,7 @@ from django_q.tasks import async_task
 
 from tests.factories import stored_transaction
 from tests.processes import assert_no_overlapping_calls, descendants, wait_for
-from transactions import services
+from transactions import worker
 from transactions.models import Status, Transaction
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -24,7 +24,7 @@ def test_competing_clusters_and_duplicate_tasks_make_one_call_and_one_record_per
     second = service.start_worker()
     rows = [stored_transaction() for _ in range(TRANSACTIONS)]
     for _ in range(16):  # an at-least-once queue delivers some tasks twice
-        async_task(services.PROCESS_TASK)
+        async_task(worker.PROCESS_TASK)
 
     wait_for(
         lambda: Transaction.objects.filter(status=Status.PROCESSED).count() == TRANSACTIONS,
