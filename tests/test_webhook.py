@@ -246,8 +246,28 @@ def test_wrong_method_is_a_405(api, db, method):
     assert response.json()["error"] == "method_not_allowed"
 
 
-def test_service_keeps_answering_after_bad_input(api, db):
-    for raw in ["{", "[]", json.dumps(webhook_body(amount="x"))]:
-        post_json(api, raw)
+def test_each_webhook_is_judged_on_its_own_after_bad_input(api, db):
+    refused = [
+        post_json(api, raw) for raw in ["{", "[]", json.dumps(webhook_body(amount="x", currency="usd"))]
+    ]
+    good = webhook_body()
 
-    assert post_json(api, webhook_body()).status_code == 202
+    accepted = post_json(api, good)
+    wrong_currency_only = post_json(api, webhook_body(currency="usd"))
+
+    assert [r.status_code for r in refused] == [400, 400, 400]
+    assert set(refused[2].json()["fields"]) == {"amount", "currency"}
+    assert accepted.status_code == 202
+    assert set(wrong_currency_only.json()["fields"]) == {"currency"}  # no errors left from before
+    assert list(Transaction.objects.values_list("transaction_id", flat=True)) == [good["transaction_id"]]
+
+
+def test_a_webhook_whose_sender_asks_for_html_is_still_accepted_and_answered_in_json(api, db):
+    body = webhook_body()
+
+    response = post_json(api, body, HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 202
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"transaction_id": body["transaction_id"], "status": "PROCESSING"}
+    assert Transaction.objects.filter(transaction_id=body["transaction_id"]).exists()
