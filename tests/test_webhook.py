@@ -80,6 +80,28 @@ def test_conflicting_duplicate_keeps_the_first_version_and_is_flagged(api, db, c
     assert f"conflicting duplicate webhook transaction_id={first['transaction_id']}" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("field", "other_value"),
+    [
+        ("source_account", "acc_user_2"),
+        ("destination_account", "acc_merchant_2"),
+        ("amount", 1500.01),
+        ("currency", "USD"),
+    ],
+)
+def test_a_redelivery_differing_in_one_field_alone_is_flagged_as_a_conflict(api, db, field, other_value):
+    first = webhook_body()
+    post_json(api, first)
+
+    response = post_json(api, dict(first, **{field: other_value}))
+
+    assert response.status_code == 202
+    stored = Transaction.objects.get(transaction_id=first["transaction_id"])
+    assert (stored.delivery_count, stored.has_conflict) == (2, True)
+    assert getattr(stored, field) == first[field]  # the first version is kept
+    assert stored.payload == first
+
+
 def test_same_amount_written_differently_is_not_a_conflict(api, db):
     body = webhook_body(amount=15)
     post_json(api, body)
