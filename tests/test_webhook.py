@@ -260,6 +260,7 @@ def test_oversized_content_length_is_refused_before_the_body_is_read(api, db):
     response = post_json(api, webhook_body(), CONTENT_LENGTH=str(10 * 1024 * 1024))
 
     assert response.status_code == 413
+    assert Transaction.objects.count() == 0
 
 
 @pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
