@@ -34,7 +34,7 @@ def _in_own_connection(fn: Any) -> Any:
 
 def test_racing_claimers_share_no_transaction_and_leave_none_unclaimed(transactional_db):
     due = {stored_transaction().pk for _ in range(DUE)}
-    start = threading.Barrier(CLAIMERS)
+    start = threading.Barrier(CLAIMERS, timeout=NOT_A_HANG)
 
     @_in_own_connection
     def claim_until_none_left(_: int) -> list[uuid.UUID]:
