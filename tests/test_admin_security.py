@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from tests.factories import stored_transaction
+from transactions.models import Transaction
 
 pytestmark = pytest.mark.django_db
 
@@ -92,5 +93,15 @@ def test_staff_cannot_add_or_delete_transactions(client, staff):
     client.force_login(staff)
     txn = stored_transaction()
 
-    assert client.get(reverse("admin:transactions_transaction_add")).status_code == 403
-    assert client.post(reverse("admin:transactions_transaction_delete", args=[txn.pk])).status_code == 403
+    add = client.post(
+        reverse("admin:transactions_transaction_add"),
+        {"transaction_id": "txn_forged", "amount": "5", "currency": "USD", "status": "PROCESSED"},
+    )
+    delete = client.post(reverse("admin:transactions_transaction_delete", args=[txn.pk]), {"post": "yes"})
+    client.post(  # the bulk delete action is not offered either
+        reverse("admin:transactions_transaction_changelist"),
+        {"action": "delete_selected", "_selected_action": [txn.pk], "post": "yes"},
+    )
+
+    assert (add.status_code, delete.status_code) == (403, 403)
+    assert list(Transaction.objects.values_list("pk", flat=True)) == [txn.pk]

@@ -5,7 +5,6 @@ import logging
 from decimal import Decimal
 
 import pytest
-from django_q.models import OrmQ
 
 from tests.factories import webhook_body
 from transactions.models import Status, Transaction
@@ -34,11 +33,14 @@ def test_new_webhook_is_accepted_and_stored_as_processing(api, db):
     assert stored.payload == body
 
 
-def test_new_webhook_wakes_a_worker_through_the_django_q_queue(api, db):
-    post_json(api, webhook_body())
+def test_new_webhook_is_due_for_processing_at_once(api, db):
+    # That a worker then takes it without waiting for the sweep is proven end to end
+    # (tests/test_end_to_end.py), whatever the django-q2 broker.
+    body = webhook_body()
 
-    assert OrmQ.objects.count() == 1
-    assert OrmQ.objects.get().func() == "transactions.worker.process_due_transactions"
+    post_json(api, body)
+
+    assert Transaction.objects.due().filter(transaction_id=body["transaction_id"]).exists()
 
 
 def test_duplicate_webhook_is_stored_once(api, db):
@@ -76,6 +78,28 @@ def test_conflicting_duplicate_keeps_the_first_version_and_is_flagged(api, db, c
     assert stored.payload == first
     assert (stored.delivery_count, stored.has_conflict) == (2, True)
     assert f"conflicting duplicate webhook transaction_id={first['transaction_id']}" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("field", "other_value"),
+    [
+        ("source_account", "acc_user_2"),
+        ("destination_account", "acc_merchant_2"),
+        ("amount", 1500.01),
+        ("currency", "USD"),
+    ],
+)
+def test_a_redelivery_differing_in_one_field_alone_is_flagged_as_a_conflict(api, db, field, other_value):
+    first = webhook_body()
+    post_json(api, first)
+
+    response = post_json(api, dict(first, **{field: other_value}))
+
+    assert response.status_code == 202
+    stored = Transaction.objects.get(transaction_id=first["transaction_id"])
+    assert (stored.delivery_count, stored.has_conflict) == (2, True)
+    assert getattr(stored, field) == first[field]  # the first version is kept
+    assert stored.payload == first
 
 
 def test_same_amount_written_differently_is_not_a_conflict(api, db):
@@ -236,6 +260,7 @@ def test_oversized_content_length_is_refused_before_the_body_is_read(api, db):
     response = post_json(api, webhook_body(), CONTENT_LENGTH=str(10 * 1024 * 1024))
 
     assert response.status_code == 413
+    assert Transaction.objects.count() == 0
 
 
 @pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
@@ -246,8 +271,28 @@ def test_wrong_method_is_a_405(api, db, method):
     assert response.json()["error"] == "method_not_allowed"
 
 
-def test_service_keeps_answering_after_bad_input(api, db):
-    for raw in ["{", "[]", json.dumps(webhook_body(amount="x"))]:
-        post_json(api, raw)
+def test_each_webhook_is_judged_on_its_own_after_bad_input(api, db):
+    refused = [
+        post_json(api, raw) for raw in ["{", "[]", json.dumps(webhook_body(amount="x", currency="usd"))]
+    ]
+    good = webhook_body()
 
-    assert post_json(api, webhook_body()).status_code == 202
+    accepted = post_json(api, good)
+    wrong_currency_only = post_json(api, webhook_body(currency="usd"))
+
+    assert [r.status_code for r in refused] == [400, 400, 400]
+    assert set(refused[2].json()["fields"]) == {"amount", "currency"}
+    assert accepted.status_code == 202
+    assert set(wrong_currency_only.json()["fields"]) == {"currency"}  # no errors left from before
+    assert list(Transaction.objects.values_list("transaction_id", flat=True)) == [good["transaction_id"]]
+
+
+def test_a_webhook_whose_sender_asks_for_html_is_still_accepted_and_answered_in_json(api, db):
+    body = webhook_body()
+
+    response = post_json(api, body, HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 202
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"transaction_id": body["transaction_id"], "status": "PROCESSING"}
+    assert Transaction.objects.filter(transaction_id=body["transaction_id"]).exists()

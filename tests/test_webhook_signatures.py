@@ -126,33 +126,39 @@ def test_a_timestamp_outside_the_tolerance_is_refused_as_a_replay(api, signed, a
 
 def test_the_tolerance_is_configurable(api, signed, settings):
     settings.WEBHOOK_TOLERANCE_SECONDS = 3600
-    raw = encoded(webhook_body())
+    body = webhook_body()
+    raw = encoded(body)
     old = int(time.time()) - 1800
 
-    assert (
-        post(
-            api, raw, signatures.signed_headers(secret=SECRET, msg_id="m", body=raw, timestamp=old)
-        ).status_code
-        == 202
-    )
+    response = post(api, raw, signatures.signed_headers(secret=SECRET, msg_id="m", body=raw, timestamp=old))
+
+    assert response.status_code == 202
+    assert Transaction.objects.filter(transaction_id=body["transaction_id"]).exists()
 
 
 def test_during_rotation_either_secret_verifies(api, settings):
     settings.WEBHOOK_SECRETS = [SECRET, OLD_SECRET]
-    for secret in (SECRET, OLD_SECRET):
-        raw = encoded(webhook_body())
-        assert (
-            post(api, raw, signatures.signed_headers(secret=secret, msg_id="m", body=raw)).status_code == 202
-        )
+    bodies = [webhook_body(), webhook_body()]
+
+    codes = [
+        post(api, raw, signatures.signed_headers(secret=secret, msg_id="m", body=raw)).status_code
+        for secret, raw in zip((SECRET, OLD_SECRET), map(encoded, bodies), strict=True)
+    ]
+
+    assert codes == [202, 202]
+    stored = set(Transaction.objects.values_list("transaction_id", flat=True))
+    assert stored == {body["transaction_id"] for body in bodies}
 
 
 def test_one_matching_signature_among_several_is_enough(api, signed):
-    raw = encoded(webhook_body())
+    body = webhook_body()
+    raw = encoded(body)
     headers = signatures.signed_headers(secret=SECRET, msg_id="m", body=raw)
     other = signatures.signed_headers(secret=OLD_SECRET, msg_id="m", body=raw)["webhook-signature"]
     headers["webhook-signature"] = f"v2,whatever {other} {headers['webhook-signature']}"
 
     assert post(api, raw, headers).status_code == 202
+    assert Transaction.objects.filter(transaction_id=body["transaction_id"]).exists()
 
 
 def test_the_signature_covers_the_raw_bytes_as_sent(api, signed):
@@ -177,6 +183,7 @@ def test_an_invalid_body_is_checked_after_the_signature(api, signed):
     assert unsigned.status_code == 401
     assert signed_response.status_code == 400
     assert signed_response.json()["error"] == "invalid_payload"
+    assert Transaction.objects.count() == 0
 
 
 def test_an_oversized_body_is_refused_with_413_before_verification(api, signed):
@@ -190,8 +197,10 @@ def test_an_oversized_body_is_refused_with_413_before_verification(api, signed):
 
 def test_without_secrets_unsigned_webhooks_are_accepted(api, settings):
     settings.WEBHOOK_SECRETS = []
+    body = webhook_body()
 
-    assert post(api, encoded(webhook_body()), {}).status_code == 202
+    assert post(api, encoded(body), {}).status_code == 202
+    assert Transaction.objects.filter(transaction_id=body["transaction_id"]).exists()
 
 
 def test_without_secrets_startup_logs_a_warning_and_check_deploy_reports_it(settings, caplog):
