@@ -16,8 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 CONFIGURATION = ROOT / "docs" / "configuration.md"
-# Everywhere the service reads its environment: Django's settings and gunicorn's.
-CODE_READING_ENV = [ROOT / "webhooks_project" / "settings.py", ROOT / "gunicorn.conf.py"]
+# The service's own code, wherever it reads the environment (settings.py above all, and
+# gunicorn.conf.py); not the tests' or the benchmarks' tools.
+CODE_READING_ENV = [
+    *sorted((ROOT / "webhooks_project").rglob("*.py")),
+    *sorted(path for path in (ROOT / "transactions").rglob("*.py") if "migrations" not in path.parts),
+    ROOT / "gunicorn.conf.py",
+    ROOT / "manage.py",
+]
 PROCFILE = ROOT / "Procfile"
 # The address the examples use: where `make run` serves.
 LOCAL_SERVICE = "http://127.0.0.1:8000"
@@ -71,6 +77,7 @@ def env_variables_read(path: Path) -> set[str]:
                 names.add(_variable_name(node, where))
         elif (
             isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
             and _is_os_environ(node.value)
             and isinstance(node.slice, ast.Constant)
         ):
