@@ -443,6 +443,8 @@ def sustained(service: Service, db: Db, args: argparse.Namespace, out_dir: Path,
 
     try:
         wait_for(lambda: unprocessed() == 0, args.drain_timeout, "every webhook to be PROCESSED", interval=1)
+    except RuntimeError:
+        log(f"sustained: {unprocessed()} still not PROCESSED {args.drain_timeout:g}s after the load ended")
     finally:
         stop_timeline.set()
         timeline_thread.join()
@@ -462,7 +464,7 @@ def sustained(service: Service, db: Db, args: argparse.Namespace, out_dir: Path,
             "SELECT transaction_id FROM transactions_transaction WHERE transaction_id LIKE 'steady\\_%%'"
         )
     )
-    rows, processed, p50, p99, worst, tail, processing_span, attempts = stats
+    rows, processed, p50, p99, worst, tail, processing_span, attempts = (v or 0 for v in stats)
     calls = external_call_starts(service.worker.log_path)
     return {
         "offered_per_second": rate,
@@ -476,6 +478,7 @@ def sustained(service: Service, db: Db, args: argparse.Namespace, out_dir: Path,
         "acknowledged_not_stored": len(acked - stored_ids),
         "stored": rows,
         "processed": processed,
+        "drain_timeout_s": args.drain_timeout,
         "processing_per_second": round(processed / max(float(processing_span), 1e-9), 1),
         "lag_p50_s": round(float(p50), 2),
         "lag_p99_s": round(float(p99), 2),
@@ -736,7 +739,9 @@ def print_sustained(result: dict[str, Any]) -> None:
     )
     print(
         f"durability: {r['acknowledged']} acknowledged, {r['acknowledged_not_stored']} of them not stored; "
-        f"{r['stored']} stored, {r['processed']} PROCESSED (max attempts {r['max_attempts']})"
+        f"{r['stored']} stored, {r['processed']} PROCESSED within {r['drain_timeout_s']:g} s "
+        f"of the load's end "
+        f"(max attempts {r['max_attempts']})"
     )
     print(
         f"processing: {r['processing_per_second']}/s; lag (processed_at - created_at) "
