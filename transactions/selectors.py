@@ -13,8 +13,8 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, QuerySet
 from django.utils import timezone
-from django_q.brokers import get_broker
 
+from . import worker
 from .models import Status, Transaction
 
 # Below this many rows an exact count is cheap and better than an estimate.
@@ -91,7 +91,7 @@ def backlog() -> Backlog:
     return Backlog(
         due_transactions=due.count(),
         oldest_due_seconds=max((timezone.now() - oldest).total_seconds(), 0.0) if oldest else 0.0,
-        queued_tasks=get_broker().queue_size(),
+        queued_tasks=worker.queued_rounds(),
     )
 
 

@@ -26,6 +26,7 @@ PROCESSING_SHUTDOWN_GRACE_SECONDS, and hands the rest back for another worker.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import queue
@@ -38,7 +39,7 @@ from multiprocessing.synchronize import Event
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django_q.brokers import get_broker
+from django_q.brokers import Broker, get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
@@ -95,14 +96,25 @@ def wake_workers() -> None:
             return
         _last_wakeup = now
     try:
-        if get_broker().queue_size() == 0:
+        if queued_rounds() == 0:
             queue_round()
     except Exception:
         logger.warning("could not wake the workers; the sweep will pick the work up", exc_info=True)
 
 
+@functools.cache
+def _broker() -> Broker:
+    # One per process: a Redis broker opens a connection pool of its own.
+    return get_broker()
+
+
+def queued_rounds() -> int:
+    """django-q2 tasks waiting for a worker (rounds and sweeps), on whichever broker."""
+    return _broker().queue_size()
+
+
 def queue_round() -> None:
-    async_task(PROCESS_TASK, task_name=f"process-{uuid.uuid4().hex}")
+    async_task(PROCESS_TASK, task_name=f"process-{uuid.uuid4().hex}", broker=_broker())
 
 
 def ensure_sweep_schedule() -> None:

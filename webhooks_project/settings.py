@@ -237,10 +237,14 @@ PROCESSING_WAKEUP_INTERVAL_SECONDS = env.float("PROCESSING_WAKEUP_INTERVAL_SECON
 # before it starts: so retry covers three, plus a margin.
 _task_timeout = int(PROCESSING_CLAIM_WINDOW_SECONDS + PROCESSING_LEASE_SECONDS + 30)
 QCLUSTER_WORKERS = env.int("QCLUSTER_WORKERS", default=4)
+# django-q2's queue carries only wake-ups and the sweep. By default it is a table in the
+# database; with a Redis URL (redis://host:6379/0) it lives in Redis instead
+# (docs/operations.md: when to switch). Schedules stay in the database either way.
+QCLUSTER_REDIS_URL = env.str("QCLUSTER_REDIS_URL", default="")
 Q_CLUSTER = {
     "name": "transactions",
-    # The broker must use the same alias as the Transaction model (see README).
-    "orm": "default",
+    # The ORM broker must use the same alias as the Transaction model.
+    **({"redis": QCLUSTER_REDIS_URL} if QCLUSTER_REDIS_URL else {"orm": "default"}),
     "workers": QCLUSTER_WORKERS,
     "timeout": _task_timeout,
     "retry": 3 * _task_timeout + 60,
