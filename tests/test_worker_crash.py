@@ -8,8 +8,10 @@ the same idempotency key.
 
 import os
 import signal
+import threading
 import time
 
+import httpx
 import pytest
 from django.db.models.functions import Now
 
@@ -123,3 +125,58 @@ def test_after_a_cluster_crash_and_an_immediate_restart_the_sweep_finishes_the_w
     )
     assert_no_overlapping_calls(service.external_calls())
     print(f"recovered {len(ids)} transactions {time.monotonic() - killed_at:.1f}s after the crash")
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_whole_cluster_under_steady_load_loses_nothing_and_recovers_within_lease_and_sweep(
+    service,
+):
+    service.configure(**FAST_PROCESSING)
+    service.start_web()
+    cluster = service.start_worker()
+    acknowledged: list[str] = []
+    refused: list[int] = []
+    sending = threading.Event()
+    sending.set()
+
+    def send_steadily(rate: float = 40) -> None:
+        from tests.factories import webhook_body
+
+        with httpx.Client() as client:
+            while sending.is_set():
+                body = webhook_body()
+                status = service.post_webhook(body, client=client).status_code
+                (acknowledged.append(body["transaction_id"]) if status == 202 else refused.append(status))
+                time.sleep(1 / rate)
+
+    sender = threading.Thread(target=send_steadily)
+    sender.start()
+    try:
+        _calls_started(service, 20)
+        service.kill_all(cluster)  # every process of the cluster at once, mid-call, under load
+        killed_at = time.monotonic()
+        service.start_worker()
+        time.sleep(5)  # traffic keeps arriving at the restarted cluster
+    finally:
+        sending.clear()
+        sender.join()
+
+    wait_for(
+        lambda: _all_processed(acknowledged),
+        timeout=LEASE + SWEEP_BOUND_SECONDS + DELAY + 15,
+        interval=1,
+        what="every acknowledged webhook PROCESSED",
+    )
+    recovered = time.monotonic() - killed_at
+    stored = set(Transaction.objects.values_list("transaction_id", flat=True))
+    assert refused == []
+    assert stored == set(acknowledged)  # acknowledged == stored == processed
+    calls = service.external_calls()
+    assert_no_overlapping_calls(calls)
+    interrupted = sum(1 for call in calls if call.end is None)
+    assert interrupted >= 20
+    assert recovered <= LEASE + SWEEP_BOUND_SECONDS + DELAY
+    print(
+        f"{len(acknowledged)} acknowledged, {interrupted} calls interrupted, "
+        f"all PROCESSED {recovered:.1f}s after the kill"
+    )
