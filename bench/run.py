@@ -184,7 +184,7 @@ class Service:
         self.procs: list[subprocess.Popen] = []
         self.port = free_port()
         self.web: subprocess.Popen | None = None
-        self.worker: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
 
     def manage(self, *args: str) -> None:
         subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, check=True)
@@ -221,10 +221,9 @@ class Service:
 
     def start_worker(self) -> None:
         # INFO only so that the "running" line tells us the cluster is up.
-        self.worker = self._spawn(
-            "qcluster", [sys.executable, "manage.py", "qcluster"], DJANGO_Q_LOG_LEVEL="INFO"
-        )
-        wait_for(lambda: b"running" in self.worker.log_path.read_bytes(), 60, "qcluster to start")
+        worker = self._spawn("qcluster", [sys.executable, "manage.py", "qcluster"], DJANGO_Q_LOG_LEVEL="INFO")
+        self.workers.append(worker)
+        wait_for(lambda: b"running" in worker.log_path.read_bytes(), 60, "qcluster to start")
 
     def healthy(self) -> bool:
         try:
@@ -240,7 +239,7 @@ class Service:
         return descendants(self.web.pid) if self.web else []
 
     def worker_pids(self) -> list[int]:
-        return [self.worker.pid, *descendants(self.worker.pid)] if self.worker else []
+        return [pid for worker in self.workers for pid in (worker.pid, *descendants(worker.pid))]
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -465,7 +464,7 @@ def sustained(service: Service, db: Db, args: argparse.Namespace, out_dir: Path,
         )
     )
     rows, processed, p50, p99, worst, tail, processing_span, attempts = (v or 0 for v in stats)
-    calls = external_call_starts(service.worker.log_path)
+    calls = external_call_starts([worker.log_path for worker in service.workers])
     return {
         "offered_per_second": rate,
         "seconds": seconds,
@@ -495,15 +494,16 @@ def sustained(service: Service, db: Db, args: argparse.Namespace, out_dir: Path,
     }
 
 
-def external_call_starts(log_path: Path) -> dict[str, int]:
-    """External calls started per idempotency key, from the qcluster's call log."""
+def external_call_starts(log_paths: list[Path]) -> dict[str, int]:
+    """External calls started per idempotency key, from the qclusters' call logs."""
     calls: dict[str, int] = {}
-    with open(log_path, errors="replace") as lines:
-        for line in lines:
-            _, found, rest = line.partition("external call start idempotency_key=")
-            if found:
-                key = rest.split()[0].strip('",')
-                calls[key] = calls.get(key, 0) + 1
+    for log_path in log_paths:
+        with open(log_path, errors="replace") as lines:
+            for line in lines:
+                _, found, rest = line.partition("external call start idempotency_key=")
+                if found:
+                    key = rest.split()[0].strip('",')
+                    calls[key] = calls.get(key, 0) + 1
     return calls
 
 
@@ -793,6 +793,7 @@ def main() -> int:
     )
     parser.add_argument("--sustained-duration", type=int, default=180, help="seconds of sustained load")
     parser.add_argument("--sustained-connections", type=int, default=64)
+    parser.add_argument("--qclusters", type=int, default=1, help="qcluster processes (scale-out)")
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="extra service setting (repeatable)"
     )
@@ -828,9 +829,11 @@ def main() -> int:
         service.manage("migrate", "--noinput", "--verbosity", "0")
         service.manage("collectstatic", "--noinput", "--verbosity", "0")
         service.start_web()
-        service.start_worker()
+        for _ in range(args.qclusters):
+            service.start_worker()
         db = Db(args.database_url)
         setup["gunicorn workers"] = len(service.web_workers())
+        setup["qcluster processes"] = args.qclusters
         log(f"service up on 127.0.0.1:{service.port}: {setup['gunicorn workers']} gunicorn workers, qcluster")
         if args.burst:
             burst_result = burst(service, db, args.burst, args.connections, args.drain_timeout)
