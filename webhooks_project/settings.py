@@ -3,7 +3,8 @@
 Every setting that differs between deployments is read from the environment here,
 and nowhere else. Defaults are the safe production choice; the one embedded default
 is SQLite, so a newcomer can run the service with nothing else installed.
-A `.env` file beside manage.py is read too (it never overrides the real environment).
+No `.env` file is read here: `make run` loads its local one through honcho, so tests
+and other commands never pick up a developer's local settings.
 """
 
 from datetime import timedelta
@@ -15,8 +16,6 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
 
 # --- Core -------------------------------------------------------------------------
 
@@ -27,7 +26,7 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
-            "(`make run` writes one into .env for local use)."
+            "(`make run` writes one into .env and runs the service with it)."
         )
     SECRET_KEY = "insecure-development-only-key"  # noqa: S105 (DEBUG only)
 
