@@ -48,15 +48,24 @@ INSTALLED_APPS = [
     "django_q",
 ]
 
+# One chain for every request, webhooks included. What may refuse a request (plain http,
+# a Host not in ALLOWED_HOSTS: CommonMiddleware asks get_host()) comes first, before
+# WhiteNoise, so static files are refused to a foreign Host too. Sessions, CSRF, auth,
+# messages and axes cost a webhook little (~7%): its view never touches them, so they stay
+# lazy. Request metrics leave webhooks out (transactions/metrics.py).
 MIDDLEWARE = [
+    "transactions.metrics.RequestMetricsBeforeMiddleware",
+    "transactions.log.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+    "transactions.metrics.RequestMetricsAfterMiddleware",
 ]
 
 ROOT_URLCONF = "webhooks_project.urls"
@@ -320,7 +329,6 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -331,14 +339,6 @@ AXES_ONLY_ADMIN_SITE = True
 # --- Back office and operability (admin, logs, metrics) ---------------------------
 
 INSTALLED_APPS += ["django.contrib.humanize", "django_prometheus"]
-
-# Request ids and Prometheus' request metrics wrap everything else.
-MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "transactions.log.RequestIDMiddleware",
-    *MIDDLEWARE,
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
-]
 
 # A caller's X-Request-ID is kept (if sane) and echoed back; otherwise one is made.
 LOG_REQUEST_ID_HEADER = "HTTP_X_REQUEST_ID"
@@ -391,20 +391,3 @@ if DATABASE_PREPARED_STATEMENTS and _db["ENGINE"] == "django.db.backends.postgre
     # Django turns psycopg's prepared statements off (threshold None); the INSERT asks
     # for one explicitly. Django's own queries bind on the client and are never prepared.
     _db["OPTIONS"].setdefault("prepare_threshold", 5)
-
-# The middleware a webhook delivery runs through (webhooks_project/handlers.py): request
-# ids and the security headers. The admin's (sessions, auth, messages, CSRF, axes, static
-# files) would only cost it time, and so would django-prometheus' per-request metrics
-# (about a quarter of a webhook's CPU in gunicorn, docs/benchmarks.md): webhooks are
-# counted by the service's own webhooks_received_total / webhooks_rejected_total instead.
-# Same order as MIDDLEWARE, so each keeps its place relative to the others.
-WEBHOOK_MIDDLEWARE = [
-    m
-    for m in MIDDLEWARE
-    if m
-    in {
-        "transactions.log.RequestIDMiddleware",
-        "django.middleware.security.SecurityMiddleware",
-        "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    }
-]

@@ -1,14 +1,10 @@
 import os
 
-import django
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webhooks_project.settings")
 
-django.setup(set_prefix=False)
-
-from webhooks_project.handlers import ServiceWSGIHandler  # noqa: E402 (needs Django set up)
-
-application = ServiceWSGIHandler()
+application = get_wsgi_application()
 
 from transactions.checks import log_security_warnings  # noqa: E402 (needs Django set up)
 
