@@ -33,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import selectors
+from .proxies import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +113,9 @@ def _allowed(request: HttpRequest) -> bool:
     if token:
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-    # No token configured: only from this host (a sidecar or a local agent).
-    return request.META.get("REMOTE_ADDR") in ("127.0.0.1", "::1")
+    # No token configured: only from this host (a sidecar or a local agent); behind a
+    # trusted proxy, the address of the client the proxy serves.
+    return client_address(request) in ("127.0.0.1", "::1")
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

@@ -8,6 +8,7 @@ and other commands never pick up a developer's local settings.
 """
 
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 import environ
@@ -54,6 +55,8 @@ INSTALLED_APPS = [
 # messages and axes cost a webhook little (~7%): its view never touches them, so they stay
 # lazy. Request metrics leave webhooks out (transactions/metrics.py).
 MIDDLEWARE = [
+    # First, so that everything after it sees the client's address (TRUSTED_PROXIES).
+    "transactions.proxies.TrustedProxyMiddleware",
     "transactions.metrics.RequestMetricsBeforeMiddleware",
     "transactions.log.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -323,6 +326,18 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
 )
 
+# The reverse proxies in front of gunicorn (IPs or CIDR ranges, comma-separated). For a
+# request from one of them, the client is the right-most X-Forwarded-For address that is
+# not a trusted proxy (transactions/proxies.py); the /metrics rule for local scrapers and
+# the admin's login lockout use it. Empty (the default): X-Forwarded-For is ignored and
+# REMOTE_ADDR is the client, which is right only when nothing sits in front.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ip_network(_proxy, strict=False)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from error
+
 # Admin logins: after AXES_FAILURE_LIMIT failures for one username from one address,
 # that pair is locked out for the cool-off time (a 429), then may try again.
 AUTHENTICATION_BACKENDS = [
@@ -332,6 +347,8 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The address after TRUSTED_PROXIES, never a header a client can rotate.
+AXES_CLIENT_IP_CALLABLE = "transactions.proxies.client_address"
 AXES_RESET_ON_SUCCESS = True
 # Only the admin site's logins count; API requests never authenticate with passwords.
 AXES_ONLY_ADMIN_SITE = True
