@@ -31,16 +31,20 @@ setup: $(VENV)/.installed
 	@echo "LOG_FORMAT=text" >> $@
 	@echo "Wrote .env with a fresh DJANGO_SECRET_KEY (local http settings; see README: Security)"
 
+# Local settings reach only the commands that run the service for a developer: settings.py
+# reads no .env, so `make test` never sees them. honcho loads .env (its values win).
+LOCAL := honcho run --env .env
+
 ## Set up and run the service: web (gunicorn) and workers (qcluster), on SQLite unless DATABASE_URL is set.
 run: setup .env
-	python manage.py migrate --noinput
-	python manage.py collectstatic --noinput --verbosity 0
+	$(LOCAL) python manage.py migrate --noinput
+	$(LOCAL) python manage.py collectstatic --noinput --verbosity 0
 	rm -rf .prometheus && mkdir .prometheus
-	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.prometheus PORT=$(PORT) honcho start
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.prometheus PORT=$(PORT) honcho start --env .env
 
 ## Create an admin login for staff.
 superuser: setup .env
-	python manage.py createsuperuser
+	$(LOCAL) python manage.py createsuperuser
 
 ## Set up and run the whole test suite (PostgreSQL, then SQLite, then the slow fault tests).
 test: test-postgres test-sqlite test-slow
@@ -65,16 +69,16 @@ openapi: setup
 
 ## Send webhooks to the service started by `make run` and watch them get processed.
 demo: setup .env
-	python manage.py demo --url http://127.0.0.1:$(PORT) $(DEMO_ARGS)
+	$(LOCAL) python manage.py demo --url http://127.0.0.1:$(PORT) $(DEMO_ARGS)
 
 ## Add a million realistic transactions (ids seed_*), to try the admin at scale; `make seed SEED_ARGS=--delete` removes them.
 SEED_ARGS ?= --count 1000000
 seed: setup .env
-	python manage.py seed_transactions $(SEED_ARGS)
+	$(LOCAL) python manage.py seed_transactions $(SEED_ARGS)
 
 ## Queries and time of the admin's pages on the current database (seed it first).
 bench-admin: setup .env
-	python benchmarks/admin_changelist.py
+	$(LOCAL) python benchmarks/admin_changelist.py
 
 ## Refresh the README's admin screenshots (runs the browser test against PostgreSQL).
 screenshots: setup

@@ -3,10 +3,12 @@
 Every setting that differs between deployments is read from the environment here,
 and nowhere else. Defaults are the safe production choice; the one embedded default
 is SQLite, so a newcomer can run the service with nothing else installed.
-A `.env` file beside manage.py is read too (it never overrides the real environment).
+No `.env` file is read here: `make run` loads its local one through honcho, so tests
+and other commands never pick up a developer's local settings.
 """
 
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 import environ
@@ -15,8 +17,6 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
 
 # --- Core -------------------------------------------------------------------------
 
@@ -27,7 +27,7 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
-            "(`make run` writes one into .env for local use)."
+            "(`make run` writes one into .env and runs the service with it)."
         )
     SECRET_KEY = "insecure-development-only-key"  # noqa: S105 (DEBUG only)
 
@@ -49,15 +49,26 @@ INSTALLED_APPS = [
     "django_q",
 ]
 
+# One chain for every request, webhooks included. What may refuse a request (plain http,
+# a Host not in ALLOWED_HOSTS: CommonMiddleware asks get_host()) comes first, before
+# WhiteNoise, so static files are refused to a foreign Host too. Sessions, CSRF, auth,
+# messages and axes cost a webhook little (~7%): its view never touches them, so they stay
+# lazy. Request metrics leave webhooks out (transactions/metrics.py).
 MIDDLEWARE = [
+    # First, so that everything after it sees the client's address (TRUSTED_PROXIES).
+    "transactions.proxies.TrustedProxyMiddleware",
+    "transactions.metrics.RequestMetricsBeforeMiddleware",
+    "transactions.log.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+    "transactions.metrics.RequestMetricsAfterMiddleware",
 ]
 
 ROOT_URLCONF = "webhooks_project.urls"
@@ -322,16 +333,29 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
 )
 
+# The reverse proxies in front of gunicorn (IPs or CIDR ranges, comma-separated). For a
+# request from one of them, the client is the right-most X-Forwarded-For address that is
+# not a trusted proxy (transactions/proxies.py); the /metrics rule for local scrapers and
+# the admin's login lockout use it. Empty (the default): X-Forwarded-For is ignored and
+# REMOTE_ADDR is the client, which is right only when nothing sits in front.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ip_network(_proxy, strict=False)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from error
+
 # Admin logins: after AXES_FAILURE_LIMIT failures for one username from one address,
 # that pair is locked out for the cool-off time (a 429), then may try again.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The address after TRUSTED_PROXIES, never a header a client can rotate.
+AXES_CLIENT_IP_CALLABLE = "transactions.proxies.client_address"
 AXES_RESET_ON_SUCCESS = True
 # Only the admin site's logins count; API requests never authenticate with passwords.
 AXES_ONLY_ADMIN_SITE = True
@@ -339,14 +363,6 @@ AXES_ONLY_ADMIN_SITE = True
 # --- Back office and operability (admin, logs, metrics) ---------------------------
 
 INSTALLED_APPS += ["django.contrib.humanize", "django_prometheus"]
-
-# Request ids and Prometheus' request metrics wrap everything else.
-MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "transactions.log.RequestIDMiddleware",
-    *MIDDLEWARE,
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
-]
 
 # A caller's X-Request-ID is kept (if sane) and echoed back; otherwise one is made.
 LOG_REQUEST_ID_HEADER = "HTTP_X_REQUEST_ID"
@@ -399,20 +415,3 @@ if DATABASE_PREPARED_STATEMENTS and _db["ENGINE"] == "django.db.backends.postgre
     # Django turns psycopg's prepared statements off (threshold None); the INSERT asks
     # for one explicitly. Django's own queries bind on the client and are never prepared.
     _db["OPTIONS"].setdefault("prepare_threshold", 5)
-
-# The middleware a webhook delivery runs through (webhooks_project/handlers.py): request
-# ids and the security headers. The admin's (sessions, auth, messages, CSRF, axes, static
-# files) would only cost it time, and so would django-prometheus' per-request metrics
-# (about a quarter of a webhook's CPU in gunicorn, docs/benchmarks.md): webhooks are
-# counted by the service's own webhooks_received_total / webhooks_rejected_total instead.
-# Same order as MIDDLEWARE, so each keeps its place relative to the others.
-WEBHOOK_MIDDLEWARE = [
-    m
-    for m in MIDDLEWARE
-    if m
-    in {
-        "transactions.log.RequestIDMiddleware",
-        "django.middleware.security.SecurityMiddleware",
-        "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    }
-]
