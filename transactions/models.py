@@ -73,7 +73,7 @@ class Transaction(models.Model):
     # Deliveries of this transaction_id, the first included; senders retry.
     delivery_count = models.PositiveIntegerField(db_default=1)
     # Set when a later delivery carried different fields than the stored (first) one.
-    has_conflict = models.BooleanField(db_default=False)
+    has_conflict = models.BooleanField("conflict", db_default=False)
 
     # Processing attempts since the last (re)start, and the error of the latest failure.
     attempts = models.PositiveSmallIntegerField(db_default=0)
@@ -89,6 +89,9 @@ class Transaction(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Staff may send FAILED or stuck transactions back for processing (the admin's
+        # retry action); nobody may change one, so this is not `change_transaction`.
+        permissions = [("retry_transaction", "Can retry processing of a transaction")]
         indexes = [
             models.Index(fields=["-created_at"], name="txn_created_idx"),
             models.Index(fields=["status", "-created_at"], name="txn_status_created_idx"),

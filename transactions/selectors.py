@@ -34,10 +34,49 @@ def estimated_row_count() -> int | None:
     return int(row[0]) if row and row[0] >= 0 else None
 
 
-def estimated_query_rows(queryset: QuerySet) -> int:
-    """The planner's estimate of how many rows a query returns (PostgreSQL only)."""
+# Past this many rows a filtered list's exact count costs more than it tells.
+COUNT_LIMIT = 10_000
+
+
+def estimated_count(queryset: QuerySet) -> int:
+    """How many rows `queryset` has, without reading a million of them to say so.
+
+    Unfiltered: the table's row estimate (healthchecks' admin does the same). Filtered:
+    exact up to COUNT_LIMIT, then PostgreSQL's planner estimate for the query.
+    """
+    if connection.vendor != "postgresql":
+        return queryset.count()
+    if not queryset.query.where:
+        estimate = estimated_row_count()
+        if estimate is not None and estimate >= EXACT_COUNT_BELOW:
+            return estimate
+    counted = queryset[: COUNT_LIMIT + 1].count()
+    if counted <= COUNT_LIMIT:
+        return counted
     plan = json.loads(queryset.explain(format="json"))
-    return int(plan[0]["Plan"]["Plan Rows"])
+    return max(int(plan[0]["Plan"]["Plan Rows"]), counted)
+
+
+def currencies_in_use() -> list[str]:
+    """The distinct currencies, in order: one probe of the currency index per currency.
+
+    SELECT DISTINCT reads every row: 0.45 s on a million. This "loose index scan"
+    (https://wiki.postgresql.org/wiki/Loose_indexscan) reads one index entry per
+    currency: 0.6 ms. SQLite runs it as well.
+    """
+    table = Transaction._meta.db_table
+    sql = f"""
+        WITH RECURSIVE c(currency) AS (
+            SELECT MIN(currency) FROM {table}
+            UNION ALL
+            SELECT (SELECT MIN(currency) FROM {table} WHERE currency > c.currency)
+            FROM c WHERE c.currency IS NOT NULL
+        )
+        SELECT currency FROM c WHERE currency IS NOT NULL
+    """  # noqa: S608 (the table name is ours)
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return [row[0] for row in cursor.fetchall()]
 
 
 @dataclass(frozen=True)
