@@ -78,7 +78,7 @@ seed: setup .env
 
 ## Queries and time of the admin's pages on the current database (seed it first).
 bench-admin: setup .env
-	$(LOCAL) python benchmarks/admin_changelist.py
+	$(LOCAL) python bench/admin.py
 
 ## Refresh the README's admin screenshots (runs the browser test against PostgreSQL).
 screenshots: setup
