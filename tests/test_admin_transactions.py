@@ -174,6 +174,22 @@ def test_unfiltered_list_uses_the_row_estimate_not_a_count_of_the_table(admin_cl
     assert any("reltuples" in q["sql"] for q in queries)
 
 
+@pytest.mark.postgres
+def test_a_long_filtered_list_counts_no_further_than_the_limit(admin_client, monkeypatch):
+    for _ in range(4):
+        _failed()
+    stored_transaction()
+    monkeypatch.setattr(selectors, "COUNT_LIMIT", 2)  # as if thousands had failed
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(CHANGELIST, {"status": "FAILED"})
+
+    assert len(_listed_ids(response)) == 4
+    assert response.context["cl"].result_count >= 3  # the planner's estimate, at least what was counted
+    counts = [q["sql"] for q in queries if "COUNT(" in q["sql"] and "\"status\" = 'FAILED'" in q["sql"]]
+    assert counts and all("LIMIT 3" in sql for sql in counts)
+
+
 def test_detail_page_is_read_only_with_pretty_payload_and_processing_history(admin_client):
     txn = _failed(amount=99.99)
     _set(txn, last_error="external call timed out after 45s")
