@@ -106,6 +106,8 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 _db = DATABASES["default"]
+# Database connections per web worker process (gunicorn's gevent worker); see below.
+DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=16)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # Fail fast when the database is unreachable, so a webhook gets a quick 503
     # (and the sender retries) rather than a hung request.
@@ -134,12 +136,15 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     # Processes without greenlets (qcluster, manage.py, tests) keep one persistent
     # connection each and no pool: django-q2 forks its workers, and a pool does not
     # survive a fork.
-    DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=16)
     if _served_by_greenlets():
         _db["OPTIONS"]["pool"] = {
             "min_size": min(4, DATABASE_POOL_SIZE),
             "max_size": DATABASE_POOL_SIZE,
             "timeout": _db["OPTIONS"]["connect_timeout"],
+            # While the database is away the pool retries with growing pauses (1, 2, 4 s...).
+            # Giving up after this long, it starts afresh on the next request: the web
+            # reconnects within seconds of the database's return, however long it was away.
+            "reconnect_timeout": 5,
         }
         _db["CONN_MAX_AGE"] = 0  # the pool keeps the connections
     # Off: a health check is a second round trip on every webhook (~15% of its CPU time).
