@@ -21,6 +21,7 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet
 from django.db.models.functions import Now
 
 from . import metrics, worker
+from .database import replace_broken_connection
 from .models import Status, Transaction
 
 logger = logging.getLogger(__name__)
@@ -103,22 +104,20 @@ def ingest_transaction(*, data: Mapping[str, Any], payload: Mapping[str, Any]) -
 
 
 def _upsert(params: list[Any]) -> tuple:
-    # Persistent connections are not health-checked before each request (a second round
-    # trip per webhook). One the database dropped while it sat idle (a restart, an idle
-    # timeout) fails at once, before anything is written: the webhook is retried once on a
-    # fresh connection rather than refused (were the INSERT ever committed before the
-    # failure, the retry would only count one more delivery). A connection that fails to
-    # open is not retried: that is the database being down, and the sender gets a quick 503.
-    reused = connection.connection is not None and not connection.in_atomic_block
+    # Connections are not health-checked before each request (a second round trip per
+    # webhook). One the database dropped while it sat idle (a restart, an idle timeout)
+    # fails at once, before anything is written: the webhook is retried once on a fresh
+    # connection rather than refused (were the INSERT ever committed before the failure,
+    # the retry would only count one more delivery). A connection that fails to open is not
+    # retried: that is the database being down, and the sender gets a quick 503.
+    in_transaction = connection.in_atomic_block
     try:
         return _execute_upsert(params)
     except (OperationalError, InterfaceError):
         # Only a connection that broke is worth a second try; a live one that failed
         # the statement (a lock timeout, say) would only fail again, twice as slowly.
-        if not (reused and getattr(connection.connection, "broken", False)):
+        if in_transaction or not replace_broken_connection():
             raise
-        logger.info("database connection was lost while idle; reconnecting")
-        connection.close()
     return _execute_upsert(params)
 
 

@@ -7,6 +7,7 @@ No `.env` file is read here: `make run` loads its local one through honcho, so t
 and other commands never pick up a developer's local settings.
 """
 
+import sys
 from datetime import timedelta
 from ipaddress import ip_network
 from pathlib import Path
@@ -94,10 +95,19 @@ ADMIN_URL = env.str("DJANGO_ADMIN_URL", default="admin/").strip("/") + "/"
 
 # --- Database ---------------------------------------------------------------------
 
+
+def _served_by_greenlets() -> bool:
+    """True in a process gevent has monkeypatched (gunicorn's gevent worker)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("socket")
+
+
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 _db = DATABASES["default"]
+# Database connections per web worker process (gunicorn's gevent worker); see below.
+DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=16)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # Fail fast when the database is unreachable, so a webhook gets a quick 503
     # (and the sender retries) rather than a hung request.
@@ -118,6 +128,25 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
         "options", f"-c lock_timeout={env.int('DATABASE_LOCK_TIMEOUT_MS', default=5000)}"
     )
     _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    # Database connections one web worker process shares among its requests. gunicorn's
+    # gevent worker serves each connection in a greenlet of its own, and Django keeps a
+    # database connection per greenlet: without a pool, 1,000 clients would want 1,000
+    # connections. Each request takes one from the pool for as long as it runs (a client
+    # still sending its body holds none) and waits up to DATABASE_CONNECT_TIMEOUT for one.
+    # Processes without greenlets (qcluster, manage.py, tests) keep one persistent
+    # connection each and no pool: django-q2 forks its workers, and a pool does not
+    # survive a fork.
+    if _served_by_greenlets():
+        _db["OPTIONS"]["pool"] = {
+            "min_size": min(4, DATABASE_POOL_SIZE),
+            "max_size": DATABASE_POOL_SIZE,
+            "timeout": _db["OPTIONS"]["connect_timeout"],
+            # While the database is away the pool retries with growing pauses (1, 2, 4 s...).
+            # Giving up after this long, it starts afresh on the next request: the web
+            # reconnects within seconds of the database's return, however long it was away.
+            "reconnect_timeout": 5,
+        }
+        _db["CONN_MAX_AGE"] = 0  # the pool keeps the connections
     # Off: a health check is a second round trip on every webhook (~15% of its CPU time).
     # A webhook that meets a connection the database dropped is retried on a fresh one
     # (services._upsert); other requests answer 503 once and Django reconnects after.
