@@ -69,6 +69,7 @@ class FakeProvider:
         self.calls: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.settlements = 0
         self.mode = Mode()
 
     async def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
@@ -101,36 +102,42 @@ class FakeProvider:
         )
         record.requests += 1
         record.last_at = now
-        if record.result is not None:
-            record.duplicates += 1
-            return 200, {"Idempotent-Replayed": "true"}, record.result
-        if record.in_flight:
-            return 409, {}, {"error": "a request with this Idempotency-Key is in progress"}
-
+        # Every request is a call in the ledger, duplicates included: the caps count them all.
         call = {"key": key, "start": now, "end": None, "status": None}
         self.calls.append(call)
-        mode = self.mode
         self.in_flight += 1
         record.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         record.max_in_flight = max(record.max_in_flight, record.in_flight)
         try:
-            if mode.delay:
-                # Settled even if the caller gives up meanwhile, as a real provider would.
-                await asyncio.sleep(mode.delay)
-            if mode.fail_status is not None:
-                headers = {"Retry-After": mode.retry_after} if mode.retry_after else {}
-                answer: Answer = (mode.fail_status, headers, {"error": mode.error_body or "failed"})
-            else:
-                record.settled += 1
-                record.result = {"id": f"pay_{len(self.keys)}", "status": "settled", **payment}
-                answer = (200, {}, record.result)
+            answer = await self._answer(record, payment)
         finally:
             self.in_flight -= 1
             record.in_flight -= 1
             call["end"] = time.time()
         call["status"] = answer[0]
         return answer
+
+    async def _answer(self, record: KeyRecord, payment: dict[str, Any]) -> Answer:
+        if record.result is not None:
+            record.duplicates += 1
+            return 200, {"Idempotent-Replayed": "true"}, record.result
+        if record.in_flight > 1:
+            return 409, {}, {"error": "a request with this Idempotency-Key is in progress"}
+        mode = self.mode
+        if mode.delay:
+            # Settled even if the caller gives up meanwhile, as a real provider would.
+            await asyncio.sleep(mode.delay)
+        if mode.fail_status is not None:
+            headers = {"Retry-After": mode.retry_after} if mode.retry_after else {}
+            return mode.fail_status, headers, {"error": mode.error_body or "failed"}
+        record.settled += 1
+        record.result = {
+            "id": f"pay_{sum(r.settled for r in self.keys.values())}",
+            "status": "settled",
+            **payment,
+        }
+        return 200, {}, record.result
 
     def ledger(self) -> dict[str, Any]:
         keys = {}
