@@ -199,7 +199,7 @@ RETRY_AFTER_SECONDS = env.int("RETRY_AFTER_SECONDS", default=5)
 # consistent when it changes.
 
 PROCESSING_DELAY_SECONDS = env.float("PROCESSING_DELAY_SECONDS", default=30.0)
-# Fraction (0..1) of external calls that fail, for tests and demos of the retry path.
+# Fraction (0..1) of simulated external calls that fail (retryable), for tests and demos of the retry path.
 PROCESSING_FAILURE_RATE = env.float("PROCESSING_FAILURE_RATE", default=0.0)
 # An external call that takes longer than this is abandoned and counted as failed.
 PROCESSING_CALL_TIMEOUT_SECONDS = env.float(
