@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-postgres test-sqlite test-slow lint format superuser openapi demo seed bench-admin screenshots fuzz bench
+.PHONY: setup run run-fake-payments test test-postgres test-sqlite test-slow lint format superuser openapi demo seed bench-admin screenshots fuzz bench
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ run: setup .env
 	$(LOCAL) python manage.py collectstatic --noinput --verbosity 0
 	rm -rf .prometheus && mkdir .prometheus
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.prometheus PORT=$(PORT) honcho start --env .env
+
+## A fake payment provider on FAKE_PAYMENTS_PORT, for `PAYMENT_API_URL=http://127.0.0.1:8100/payments make run` (docs/operations.md).
+FAKE_PAYMENTS_PORT ?= 8100
+run-fake-payments: setup .env
+	python manage.py fake_payment_api --port $(FAKE_PAYMENTS_PORT)
 
 ## Create an admin login for staff.
 superuser: setup .env

@@ -128,3 +128,22 @@ class Transaction(models.Model):
 
     def __str__(self) -> str:
         return self.transaction_id
+
+
+class PaymentBudget(models.Model):
+    """The cluster's allowance of calls to the payment API: one row, locked by each claim.
+
+    A token bucket for PAYMENT_API_MAX_RATE (`tokens`, refilled by database time since
+    `refilled_at`); the calls in flight (for PAYMENT_API_MAX_CONCURRENCY) are the
+    transactions whose lease holds, so they need no counter here that a crash could leak.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    tokens = models.FloatField(default=0)
+    refilled_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="payment_budget_single_row")]
+
+    def __str__(self) -> str:
+        return f"{self.tokens:g} calls available"

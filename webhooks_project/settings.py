@@ -234,11 +234,12 @@ SPECTACULAR_SETTINGS = {
 RETRY_AFTER_SECONDS = env.int("RETRY_AFTER_SECONDS", default=5)
 
 # --- Processing -------------------------------------------------------------------
-# The external call is simulated: it waits PROCESSING_DELAY_SECONDS. The other
-# numbers are derived from it so that they stay consistent when it changes.
+# Without PAYMENT_API_URL the external call is simulated: it waits
+# PROCESSING_DELAY_SECONDS. The other numbers are derived from it so that they stay
+# consistent when it changes.
 
 PROCESSING_DELAY_SECONDS = env.float("PROCESSING_DELAY_SECONDS", default=30.0)
-# Fraction (0..1) of external calls that fail, for tests and demos of the retry path.
+# Fraction (0..1) of simulated external calls that fail (retryable), for tests and demos of the retry path.
 PROCESSING_FAILURE_RATE = env.float("PROCESSING_FAILURE_RATE", default=0.0)
 # An external call that takes longer than this is abandoned and counted as failed.
 PROCESSING_CALL_TIMEOUT_SECONDS = env.float(
@@ -250,6 +251,17 @@ PROCESSING_CALL_TIMEOUT_SECONDS = env.float(
 PROCESSING_LEASE_SECONDS = env.float("PROCESSING_LEASE_SECONDS", default=PROCESSING_CALL_TIMEOUT_SECONDS + 15)
 if PROCESSING_LEASE_SECONDS <= PROCESSING_CALL_TIMEOUT_SECONDS:
     raise ImproperlyConfigured("PROCESSING_LEASE_SECONDS must exceed PROCESSING_CALL_TIMEOUT_SECONDS.")
+# The payment API processing calls: POST <url> with the transaction as JSON and an
+# Idempotency-Key header (transactions/payment_api.py). Unset: the simulated call.
+PAYMENT_API_URL = env.str("PAYMENT_API_URL", default="")
+# Caps on the calls to it, for the whole cluster (every qcluster on every host): calls
+# in flight at once, and calls started per second. 0: no cap.
+PAYMENT_API_MAX_CONCURRENCY = env.int("PAYMENT_API_MAX_CONCURRENCY", default=0)
+PAYMENT_API_MAX_RATE = env.float("PAYMENT_API_MAX_RATE", default=0.0)
+if PAYMENT_API_MAX_CONCURRENCY < 0 or PAYMENT_API_MAX_RATE < 0:
+    raise ImproperlyConfigured(
+        "PAYMENT_API_MAX_CONCURRENCY and PAYMENT_API_MAX_RATE must be 0 (no cap) or more."
+    )
 # External calls one worker process keeps in flight at most. A call is a wait, not
 # work: each costs a few kilobytes, so the default bounds a worker's memory, not its
 # speed. Capacity is QCLUSTER_WORKERS x this / call duration (README: Performance).
