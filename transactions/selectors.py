@@ -6,15 +6,16 @@ PROCESSING or FAILED, or PostgreSQL's own row estimate, never a full-table count
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, QuerySet
 from django.utils import timezone
 
-from . import worker
+from . import signatures, worker
 from .models import Status, Transaction
 
 # Below this many rows an exact count is cheap and better than an estimate.
@@ -93,6 +94,39 @@ def backlog() -> Backlog:
         oldest_due_seconds=max((timezone.now() - oldest).total_seconds(), 0.0) if oldest else 0.0,
         queued_tasks=worker.queued_rounds(),
     )
+
+
+def last_received_at() -> datetime | None:
+    """When the newest transaction arrived (one probe of the created_at index), or None."""
+    return Transaction.objects.aggregate(last=Max("created_at"))["last"]
+
+
+@dataclass(frozen=True)
+class SecretUse:
+    fingerprint: str
+    # Its place in WEBHOOK_SECRETS: 0 is the first (the newest, by convention).
+    position: int
+    # The arrival of the newest transaction it verified, or None if none stored.
+    last_verified_at: datetime | None
+
+
+def secrets_last_verified(*, secrets: Sequence[str]) -> list[SecretUse]:
+    """For each configured secret, when it last verified a webhook that was stored.
+
+    One probe of the (secret_fingerprint, -created_at) index per secret. Only the first
+    delivery of a transaction is recorded; redeliveries show in webhooks_verified_total.
+    """
+    uses = []
+    for position, secret in enumerate(secrets):
+        fp = signatures.fingerprint(secret)
+        last = (
+            Transaction.objects.filter(secret_fingerprint=fp)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        uses.append(SecretUse(fp, position, last))
+    return uses
 
 
 LAG_WINDOW_SECONDS = 300
