@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("transactions", "0005_secret_fingerprint"),
+        ("transactions", "0007_secret_fingerprint"),
     ]
 
     operations = [migrations.RunPython(create, drop)]

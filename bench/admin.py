@@ -1,7 +1,7 @@
 """How many queries, and how long, the transactions admin takes on the current database.
 
     python manage.py seed_transactions --count 1000000   # once
-    python benchmarks/admin_changelist.py                # prints one line per page
+    python bench/admin.py                                # prints one line per page
 
 Run against PostgreSQL (DATABASE_URL). It logs in as a throwaway superuser, fetches
 each page a few times, and prints the query count and the best wall time; timings on

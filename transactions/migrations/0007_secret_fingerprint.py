@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('transactions', '0004_processed_at_index'),
+        ('transactions', '0006_payment_budget'),
     ]
 
     operations = [
