@@ -9,10 +9,12 @@ What keeps it fast (healthchecks' hc/api/admin.py does the same):
 """
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -84,7 +86,10 @@ class TransactionAdmin(admin.ModelAdmin):
     # Exact, case-sensitive matches, so each term is an index lookup: Django's "=" prefix
     # means UPPER(...) = UPPER(...), which no plain index serves, and "icontains" a scan.
     search_fields = ["transaction_id__exact", "source_account__exact", "destination_account__exact"]
-    search_help_text = "Exact transaction id, source account or destination account."
+    search_help_text = (
+        "Exact transaction id, source account or destination account; or key=value for a field "
+        "of the payload (order_id=A-1077, customer.country=IN for a nested one)."
+    )
     # Sorting by an unindexed column would sort the whole table.
     sortable_by = ["transaction_id", "created"]
     # Counts beside every filter choice would mean a COUNT per choice on every view.
@@ -144,6 +149,15 @@ class TransactionAdmin(admin.ModelAdmin):
         return request.user.has_perm("transactions.retry_transaction")
 
     # --- the list ---
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        payload_term = _PAYLOAD_TERM.fullmatch(search_term.strip())
+        if payload_term:  # identifiers cannot contain "=", so this is unambiguous
+            key, value = payload_term.groups()
+            return queryset.filter(selectors.payload_has(keys=key.split("."), value=value)), False
+        return super().get_search_results(request, queryset, search_term)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "summary": _summary()}
@@ -251,6 +265,12 @@ class TransactionAdmin(admin.ModelAdmin):
         )
 
 
+# key=value, the key a field name, dotted for a nested one: customer.country=IN. No "__"
+# in a name, so that each name stays one key in a Django lookup.
+_KEY = r"[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*"
+_PAYLOAD_TERM = re.compile(rf"({_KEY}(?:\.{_KEY})*)=(.+)")
+
+
 def _timestamp(value: datetime | None) -> str:
     return "—" if value is None else timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -281,4 +301,13 @@ def _summary() -> dict[str, Any]:
         "lag_p50": None if lag.p50 is None else _human_seconds(lag.p50),
         "lag_p99": None if lag.p99 is None else _human_seconds(lag.p99),
         "lag_window": _human_seconds(selectors.LAG_WINDOW_SECONDS),
+        "secrets": [
+            {
+                "use": use,
+                "ago": _human_seconds((timezone.now() - use.last_verified_at).total_seconds())
+                if use.last_verified_at
+                else None,
+            }
+            for use in selectors.secrets_last_verified(secrets=settings.WEBHOOK_SECRETS)
+        ],
     }

@@ -42,6 +42,12 @@ WEBHOOKS_RECEIVED = Counter(
     "Webhook deliveries accepted (202), by whether the transaction was new or a duplicate.",
     ["result"],
 )
+WEBHOOKS_VERIFIED = Counter(
+    "webhooks_verified_total",
+    "Webhook signatures verified, by the fingerprint of the secret that matched (the first "
+    "of WEBHOOK_SECRETS, in order); one that stays flat means that secret can be retired.",
+    ["secret"],
+)
 WEBHOOKS_CONFLICTING = Counter(
     "webhooks_conflicting_duplicates_total",
     "Duplicate deliveries whose fields differed from the stored (first) version.",
@@ -76,6 +82,7 @@ class DatabaseCollector:
             lag = selectors.processing_lag()
             oldest = selectors.oldest_processing()
             counts = selectors.status_counts()
+            last_received = selectors.last_received_at()
         except Exception:
             logger.warning("metrics: could not read the queue from the database", exc_info=True)
             up.add_metric([], 0)
@@ -112,6 +119,13 @@ class DatabaseCollector:
             "Age of the oldest transaction still PROCESSING (0 when none).",
             value=max(age, 0),
         )
+        if last_received is not None:  # absent until the first webhook
+            yield GaugeMetricFamily(
+                "transactions_last_received_timestamp_seconds",
+                "Unix time of the newest stored transaction: the last new webhook accepted. "
+                "Silence from senders shows as time() minus this growing.",
+                value=last_received.timestamp(),
+            )
         status = GaugeMetricFamily(
             "transactions_status", "Transactions per status (not PROCESSED).", labels=["status"]
         )

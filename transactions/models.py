@@ -74,6 +74,9 @@ class Transaction(models.Model):
     delivery_count = models.PositiveIntegerField(db_default=1)
     # Set when a later delivery carried different fields than the stored (first) one.
     has_conflict = models.BooleanField("conflict", db_default=False)
+    # Which of WEBHOOK_SECRETS verified the first delivery (signatures.fingerprint, never
+    # the secret itself); empty when it came unsigned.
+    secret_fingerprint = models.CharField(max_length=16, blank=True, db_default="")
 
     # Processing attempts since the last (re)start, and the error of the latest failure.
     attempts = models.PositiveSmallIntegerField(db_default=0)
@@ -112,6 +115,15 @@ class Transaction(models.Model):
             models.Index(
                 fields=["-processed_at"], name="txn_processed_idx", condition=Q(status=Status.PROCESSED)
             ),
+            # When each secret last verified a webhook (selectors.secrets_last_verified);
+            # unsigned rows stay out of it.
+            models.Index(
+                fields=["secret_fingerprint", "-created_at"],
+                name="txn_secret_created_idx",
+                condition=~Q(secret_fingerprint=""),
+            ),
+            # PostgreSQL also has a GIN index on payload (jsonb_path_ops) for the admin's
+            # payload search; it is made by migration 0008 only, since SQLite has none.
         ]
         constraints = [
             models.UniqueConstraint(fields=["transaction_id"], name="txn_transaction_id_unique"),

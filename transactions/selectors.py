@@ -6,15 +6,17 @@ PROCESSING or FAILED, or PostgreSQL's own row estimate, never a full-table count
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from . import worker
+from . import signatures, worker
 from .models import Status, Transaction
 
 # Below this many rows an exact count is cheap and better than an estimate.
@@ -138,6 +140,39 @@ def backlog() -> Backlog:
     )
 
 
+def last_received_at() -> datetime | None:
+    """When the newest transaction arrived (one probe of the created_at index), or None."""
+    return Transaction.objects.aggregate(last=Max("created_at"))["last"]
+
+
+@dataclass(frozen=True)
+class SecretUse:
+    fingerprint: str
+    # Its place in WEBHOOK_SECRETS: 0 is the first (the newest, by convention).
+    position: int
+    # The arrival of the newest transaction it verified, or None if none stored.
+    last_verified_at: datetime | None
+
+
+def secrets_last_verified(*, secrets: Sequence[str]) -> list[SecretUse]:
+    """For each configured secret, when it last verified a webhook that was stored.
+
+    One probe of the (secret_fingerprint, -created_at) index per secret. Only the first
+    delivery of a transaction is recorded; redeliveries show in webhooks_verified_total.
+    """
+    uses = []
+    for position, secret in enumerate(secrets):
+        fp = signatures.fingerprint(secret)
+        last = (
+            Transaction.objects.filter(secret_fingerprint=fp)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        uses.append(SecretUse(fp, position, last))
+    return uses
+
+
 LAG_WINDOW_SECONDS = 300
 # The latest this many processed transactions in the window stand for all of them, so
 # the query stays a bounded index read at any rate.
@@ -193,3 +228,30 @@ def readiness() -> dict[str, str]:
         else:
             _migrations_applied = True
     return checks
+
+
+def payload_has(*, keys: Sequence[str], value: str) -> Q:
+    """The payload holds `value` at the path `keys`, as a string or, if it reads as one, a number.
+
+    On PostgreSQL a containment test (payload @> '{"order_id": "A-1077"}'), which the GIN
+    index on payload serves (migration 0008); elsewhere a read of the key,
+    row by row.
+    """
+    candidates: list[Any] = [value]
+    try:
+        number = json.loads(value)
+    except ValueError:
+        number = None
+    if isinstance(number, int | float) and not isinstance(number, bool) and math.isfinite(number):
+        candidates.append(number)
+    condition = Q()
+    for candidate in candidates:
+        if connection.vendor == "postgresql":
+            nested: Any = candidate
+            for name in reversed(keys):
+                nested = {name: nested}
+            condition |= Q(payload__contains=nested)
+        else:
+            # The final "exact" keeps a key named like a lookup ("contains") a key.
+            condition |= Q(**{"__".join(["payload", *keys, "exact"]): candidate})
+    return condition

@@ -65,8 +65,9 @@ class Failure:
 # disagree with it. One statement, no check-then-insert; it runs on PostgreSQL and SQLite.
 _UPSERT_SQL = """
     INSERT INTO transactions_transaction AS t
-        (id, transaction_id, source_account, destination_account, amount, currency, payload)
-    VALUES (%s, %s, %s, %s, %s, %s, %s)
+        (id, transaction_id, source_account, destination_account, amount, currency, payload,
+         secret_fingerprint)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
     ON CONFLICT (transaction_id) DO UPDATE SET
         delivery_count = t.delivery_count + 1,
         has_conflict = t.has_conflict OR NOT (
@@ -79,11 +80,15 @@ _UPSERT_SQL = """
 """
 
 
-def ingest_transaction(*, data: Mapping[str, Any], payload: Mapping[str, Any]) -> IngestResult:
+def ingest_transaction(
+    *, data: Mapping[str, Any], payload: Mapping[str, Any], secret_fingerprint: str = ""
+) -> IngestResult:
     """Store a webhook's transaction once, however often it is delivered.
 
-    `data` is the validated webhook; `payload` the whole body, kept for staff. The row
-    is itself the pending work: once this returns, the transaction will be processed.
+    `data` is the validated webhook; `payload` the whole body, kept for staff;
+    `secret_fingerprint` names the secret that verified it ("" if unsigned), kept from the
+    first delivery like the rest. The row is itself the pending work: once this returns,
+    the transaction will be processed.
     """
     payload_field = Transaction._meta.get_field("payload")
     amount_field = Transaction._meta.get_field("amount")
@@ -95,6 +100,7 @@ def ingest_transaction(*, data: Mapping[str, Any], payload: Mapping[str, Any]) -
         amount_field.get_db_prep_save(data["amount"], connection),
         data["currency"],
         payload_field.get_db_prep_save(dict(payload), connection),
+        secret_fingerprint,
     ]
     status, delivery_count, *stored = _upsert(params)
 
