@@ -9,11 +9,15 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, IDENTIFIER_MAX_LENGTH, Status, Transaction
+from .models import (
+    AMOUNT_DECIMAL_PLACES,
+    AMOUNT_MAX_DIGITS,
+    IDENTIFIER_MAX_LENGTH,
+    IDENTIFIER_PATTERN,
+    Status,
+    Transaction,
+)
 
-# Identifiers are printable and URL-safe, so `GET /v1/transactions/{id}` can always
-# address what was accepted; this also shuts out whitespace, control and NUL characters.
-IDENTIFIER_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9_.:\-]{{0,{IDENTIFIER_MAX_LENGTH - 1}}}"
 identifier_validator = RegexValidator(
     rf"\A{IDENTIFIER_PATTERN}\Z",
     message=(
