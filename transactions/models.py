@@ -48,7 +48,7 @@ class TransactionQuerySet(models.QuerySet):
 
     def retryable(self) -> "TransactionQuerySet":
         """What staff may send back for processing: FAILED, or stuck."""
-        return self.filter(Q(status=Status.FAILED) | Q(status=Status.PROCESSING, leased_until__lt=Now()))
+        return self.filter(status=Status.FAILED) | self.stuck()
 
 
 class Transaction(models.Model):
