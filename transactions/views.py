@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from . import selectors, services
 from .authentication import APIKeyAuthentication, HasAPIKeyOrPublic, WebhookSignatureAuthentication
 from .database import replace_broken_connection
+from .examples import EXAMPLE_WEBHOOK
 from .models import Transaction
 from .serializers import (
     ErrorSerializer,
@@ -21,14 +22,6 @@ from .serializers import (
     TransactionWebhookSerializer,
     WebhookAcceptedSerializer,
 )
-
-EXAMPLE_WEBHOOK = {
-    "transaction_id": "txn_abc123",
-    "source_account": "acc_user_1",
-    "destination_account": "acc_merchant_1",
-    "amount": 1500,
-    "currency": "INR",
-}
 
 
 def _error(description: str) -> OpenApiResponse:
@@ -131,7 +124,7 @@ class TransactionWebhookView(APIView):
             OpenApiExample("Webhook", EXAMPLE_WEBHOOK, request_only=True),
             OpenApiExample(
                 "Accepted",
-                {"transaction_id": "txn_abc123", "status": "PROCESSING"},
+                {"transaction_id": EXAMPLE_WEBHOOK["transaction_id"], "status": "PROCESSING"},
                 response_only=True,
                 status_codes=["202"],
             ),
