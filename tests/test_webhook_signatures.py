@@ -53,11 +53,10 @@ def test_the_standard_webhooks_published_test_vector_verifies():
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     body = b'{"test": 2432232314}'
 
-    message = signatures.verify(
+    # Raises SignatureError unless it verifies.
+    signatures.verify(
         body=body, headers=headers, secrets=[secret], tolerance_seconds=300, now=1614265330 + 299
     )
-
-    assert message == signatures.VerifiedMessage(id="msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp=1614265330)
     assert (
         signatures.sign(secret=secret, msg_id=headers["webhook-id"], timestamp=1614265330, body=body)
         == (headers["webhook-signature"])

@@ -20,7 +20,6 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
@@ -41,12 +40,6 @@ _SIGNATURE_PATTERN = re.compile(r"v1,([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)")
 
 class SignatureError(Exception):
     """The request is not signed by a holder of one of our secrets (reason in the message)."""
-
-
-@dataclass(frozen=True)
-class VerifiedMessage:
-    id: str
-    timestamp: int
 
 
 def signer(secret: str) -> Webhook:
@@ -77,7 +70,7 @@ def verify(
     secrets: Sequence[str],
     tolerance_seconds: int,
     now: float | None = None,
-) -> VerifiedMessage:
+) -> None:
     """Check a webhook's signature against the raw body; raise SignatureError if it fails.
 
     `headers` is looked up by lower-case name.
@@ -117,7 +110,6 @@ def verify(
             matched |= hmac.compare_digest(expected_bytes, candidate)
     if not matched:
         raise SignatureError("no matching signature")
-    return VerifiedMessage(id=msg_id, timestamp=int(timestamp))
 
 
 def is_valid_secret(secret: str) -> bool:
