@@ -40,6 +40,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
+# The service's sample webhook (plain data: Django need not be set up for it).
+sys.path.insert(0, str(ROOT))
+from transactions.examples import EXAMPLE_WEBHOOK  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/webhooks_bench"
 
 
@@ -310,15 +314,7 @@ PROXY_HEADERS = {"X-Forwarded-Proto": "https"}
 
 
 def webhook_body(transaction_id: str) -> bytes:
-    return json.dumps(
-        {
-            "transaction_id": transaction_id,
-            "source_account": "acc_user_1",
-            "destination_account": "acc_merchant_1",
-            "amount": 1500,
-            "currency": "INR",
-        }
-    ).encode()
+    return json.dumps({**EXAMPLE_WEBHOOK, "transaction_id": transaction_id}).encode()
 
 
 def post_all(port: int, ids: list[str], connections: int) -> list[int]:

@@ -26,6 +26,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webhooks_project.settings")
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
 os.environ.setdefault("DJANGO_HTTPS", "1")
 
+from transactions.examples import EXAMPLE_WEBHOOK
 from webhooks_project.wsgi import application  # sets Django up
 
 
@@ -54,13 +55,7 @@ def environ(method: str, path: str, body: bytes = b"") -> dict:
 
 
 def webhook() -> dict:
-    body = {
-        "transaction_id": f"cpu_{uuid.uuid4().hex[:24]}",
-        "source_account": "acc_user_1",
-        "destination_account": "acc_merchant_1",
-        "amount": 1500,
-        "currency": "INR",
-    }
+    body = {**EXAMPLE_WEBHOOK, "transaction_id": f"cpu_{uuid.uuid4().hex[:24]}"}
     return environ("POST", "/v1/webhooks/transactions", json.dumps(body).encode())
 
 

@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 from transactions import services
+from transactions.examples import EXAMPLE_WEBHOOK
 from transactions.models import Transaction
 
 _ids = itertools.count(1)
@@ -12,15 +13,7 @@ _ids = itertools.count(1)
 
 def webhook_body(**overrides: Any) -> dict[str, Any]:
     """A valid webhook body with a fresh transaction_id; override any field."""
-    body = {
-        "transaction_id": f"txn_{next(_ids):06d}",
-        "source_account": "acc_user_1",
-        "destination_account": "acc_merchant_1",
-        "amount": 1500,
-        "currency": "INR",
-    }
-    body.update(overrides)
-    return body
+    return {**EXAMPLE_WEBHOOK, "transaction_id": f"txn_{next(_ids):06d}", **overrides}
 
 
 def stored_transaction(**overrides: Any) -> Transaction:

@@ -15,8 +15,8 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from transactions import signatures
-from transactions.models import Transaction
-from transactions.serializers import IDENTIFIER_PATTERN, TransactionWebhookSerializer
+from transactions.models import IDENTIFIER_PATTERN, Transaction
+from transactions.serializers import TransactionWebhookSerializer
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.django_db]
 

@@ -7,4 +7,4 @@ class TransactionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, schema  # noqa: F401 (registers system checks and OpenAPI extensions)
+        from . import checks, openapi  # noqa: F401 (registers system checks and OpenAPI extensions)

@@ -2,27 +2,13 @@
 
 Lines about a transaction pass `extra={"transaction_id": ...}`; this filter gives every
 record both fields (empty when they do not apply), so the JSON formatter always emits
-them and the text format can show them.
+them and the text format can show them. The request id is set by
+transactions.middleware.RequestIDMiddleware.
 """
 
 import logging
-import re
 
-from django.http import HttpRequest
 from log_request_id import local
-from log_request_id.middleware import RequestIDMiddleware as _RequestIDMiddleware
-
-# What we accept from a caller's X-Request-ID; anything else is replaced by a fresh id,
-# so a caller cannot stuff arbitrary text into our logs.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-
-
-class RequestIDMiddleware(_RequestIDMiddleware):
-    """django-log-request-id's middleware, taking the caller's X-Request-ID only if it is sane."""
-
-    def _get_request_id(self, request: HttpRequest) -> str:
-        incoming = request.META.get(self.request_id_header or "", "")
-        return incoming if _REQUEST_ID.fullmatch(incoming) else self._generate_id()
 
 
 class ContextFilter(logging.Filter):

@@ -19,6 +19,9 @@ class Status(models.TextChoices):
 AMOUNT_MAX_DIGITS = 14
 AMOUNT_DECIMAL_PLACES = 2
 IDENTIFIER_MAX_LENGTH = 64
+# Identifiers are printable and URL-safe, so `GET /v1/transactions/{id}` can always
+# address what was accepted; this also shuts out whitespace, control and NUL characters.
+IDENTIFIER_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9_.:\-]{{0,{IDENTIFIER_MAX_LENGTH - 1}}}"
 
 
 class PayloadEncoder(DjangoJSONEncoder):
@@ -45,7 +48,7 @@ class TransactionQuerySet(models.QuerySet):
 
     def retryable(self) -> "TransactionQuerySet":
         """What staff may send back for processing: FAILED, or stuck."""
-        return self.filter(Q(status=Status.FAILED) | Q(status=Status.PROCESSING, leased_until__lt=Now()))
+        return self.filter(status=Status.FAILED) | self.stuck()
 
 
 class Transaction(models.Model):

@@ -1,6 +1,5 @@
 """The rules for what a webhook may contain, and the shapes the API answers with."""
 
-import copy
 from decimal import Decimal
 from typing import Any
 
@@ -9,11 +8,15 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, IDENTIFIER_MAX_LENGTH, Status, Transaction
+from .models import (
+    AMOUNT_DECIMAL_PLACES,
+    AMOUNT_MAX_DIGITS,
+    IDENTIFIER_MAX_LENGTH,
+    IDENTIFIER_PATTERN,
+    Status,
+    Transaction,
+)
 
-# Identifiers are printable and URL-safe, so `GET /v1/transactions/{id}` can always
-# address what was accepted; this also shuts out whitespace, control and NUL characters.
-IDENTIFIER_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9_.:\-]{{0,{IDENTIFIER_MAX_LENGTH - 1}}}"
 identifier_validator = RegexValidator(
     rf"\A{IDENTIFIER_PATTERN}\Z",
     message=(
@@ -124,14 +127,6 @@ class TransactionWebhookSerializer(serializers.Serializer):
     amount = AmountField()
     currency = CurrencyField()
 
-    def get_fields(self) -> dict[str, serializers.Field]:
-        # DRF deep-copies the declared fields for every serializer, which re-runs each
-        # field's __init__: a fifth of a webhook's CPU time (py-spy, docs/benchmarks.md).
-        # These fields keep no state between requests (their validators are stateless),
-        # and binding one to this serializer sets attributes on the copy only, so a
-        # shallow copy gives each request its own fields just as well.
-        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         extra = {k: v for k, v in self.initial_data.items() if k not in self.fields}
         if _has_unstorable_text(extra):
@@ -168,12 +163,6 @@ class WebhookAcceptedSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=Status.choices, help_text="The stored transaction's current status."
     )
-
-    @staticmethod
-    def represent(result: Any) -> dict[str, str]:
-        """What `WebhookAcceptedSerializer(result).data` gives, for the webhook's hot path:
-        a serializer instance deep-copies its fields, a tenth of a webhook's CPU time."""
-        return {"transaction_id": result.transaction_id, "status": result.status}
 
 
 class TransactionSerializer(serializers.ModelSerializer):

@@ -5,6 +5,7 @@ check-then-insert), claims taken with conditional updates, and outcomes recorded
 by the holder of the current claim, so a status never moves backwards.
 """
 
+import json
 import logging
 import math
 import uuid
@@ -15,15 +16,14 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet
 from django.db.models.functions import Now
 
-from . import metrics, worker
+from . import metrics, prepared, worker
 from .database import replace_broken_connection
-from .models import PaymentBudget, Status, Transaction
+from .models import PayloadEncoder, PaymentBudget, Status, Transaction
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +32,6 @@ logger = logging.getLogger(__name__)
 class IngestResult:
     transaction_id: str
     status: str
-    created: bool
-    # True when this delivery's fields differ from the stored (first) version.
-    conflict: bool
 
 
 @dataclass(frozen=True)
@@ -90,16 +87,15 @@ def ingest_transaction(
     first delivery like the rest. The row is itself the pending work: once this returns,
     the transaction will be processed.
     """
-    payload_field = Transaction._meta.get_field("payload")
-    amount_field = Transaction._meta.get_field("amount")
     params = [
-        Transaction._meta.pk.get_db_prep_value(uuid.uuid4(), connection),
+        # Hex: what UUIDField stores on SQLite; PostgreSQL casts it to uuid.
+        uuid.uuid4().hex,
         data["transaction_id"],
         data["source_account"],
         data["destination_account"],
-        amount_field.get_db_prep_save(data["amount"], connection),
+        data["amount"],
         data["currency"],
-        payload_field.get_db_prep_save(dict(payload), connection),
+        json.dumps(dict(payload), cls=PayloadEncoder),
         secret_fingerprint,
     ]
     status, delivery_count, *stored = _upsert(params)
@@ -119,7 +115,7 @@ def ingest_transaction(
         )
     if created:
         worker.wake_workers()
-    return IngestResult(data["transaction_id"], status, created, conflict)
+    return IngestResult(data["transaction_id"], status)
 
 
 def _upsert(params: list[Any]) -> tuple:
@@ -131,29 +127,13 @@ def _upsert(params: list[Any]) -> tuple:
     # retried: that is the database being down, and the sender gets a quick 503.
     in_transaction = connection.in_atomic_block
     try:
-        return _execute_upsert(params)
+        return prepared.fetchone(_UPSERT_SQL, params)
     except (OperationalError, InterfaceError):
         # Only a connection that broke is worth a second try; a live one that failed
         # the statement (a lock timeout, say) would only fail again, twice as slowly.
         if in_transaction or not replace_broken_connection():
             raise
-    return _execute_upsert(params)
-
-
-def _execute_upsert(params: list[Any]) -> tuple:
-    if connection.vendor == "postgresql" and settings.DATABASE_PREPARED_STATEMENTS:
-        # Django binds parameters on the client, so PostgreSQL would parse and plan this
-        # statement for every webhook. Bound on the server and prepared once per connection
-        # instead, it costs PostgreSQL about a third less CPU. Django's cursor is not needed
-        # around this one.
-        with connection.wrap_database_errors:
-            connection.ensure_connection()
-            with psycopg.Cursor(connection.connection) as raw:
-                raw.execute(_UPSERT_SQL, params, prepare=True)
-                return raw.fetchone()
-    with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_SQL, params)
-        return cursor.fetchone()
+    return prepared.fetchone(_UPSERT_SQL, params)
 
 
 def _now_plus(seconds: float) -> ExpressionWrapper:

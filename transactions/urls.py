@@ -1,7 +1,7 @@
 from django.urls import path, register_converter
 
 from . import metrics, views
-from .serializers import IDENTIFIER_PATTERN
+from .models import IDENTIFIER_PATTERN
 
 
 class IdentifierConverter:

@@ -59,7 +59,7 @@ MIDDLEWARE = [
     # First, so that everything after it sees the client's address (TRUSTED_PROXIES).
     "transactions.proxies.TrustedProxyMiddleware",
     "transactions.metrics.RequestMetricsBeforeMiddleware",
-    "transactions.log.RequestIDMiddleware",
+    "transactions.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -11,7 +11,7 @@ Three scenes, each the service's promise made visible:
 
 Webhooks go over HTTP to --url (loopback by default). What happens to them is read from
 the database the instance uses, so run this with the same settings. With --secret the
-bodies are signed per the Standard Webhooks spec (the `standardwebhooks` package).
+bodies are signed per the Standard Webhooks spec (transactions/signatures.py).
 Every loop is bounded by a count and by --timeout.
 """
 
@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -29,6 +28,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count
 from tqdm import tqdm
 
+from transactions import signatures
+from transactions.examples import EXAMPLE_WEBHOOK
 from transactions.models import Status, Transaction
 
 CURRENCIES = ["INR", "USD", "EUR", "GBP"]
@@ -40,29 +41,20 @@ class Sender:
     def __init__(self, url: str, secret: str | None, concurrency: int) -> None:
         self.url = url.rstrip("/") + "/v1/webhooks/transactions"
         self.client = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=concurrency))
-        self.signer = None
-        if secret:
-            try:
-                from standardwebhooks import Webhook
-            except ImportError as exc:
-                raise CommandError(
-                    "--secret needs the standardwebhooks package (pip install standardwebhooks)"
-                ) from exc
-            self.signer = Webhook(secret)
+        if secret and not signatures.is_valid_secret(secret):
+            raise CommandError("--secret must look like whsec_<base64 of 24+ bytes>.")
+        self.secret = secret
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def send(self, body: dict[str, Any]) -> httpx.Response:
-        data = json.dumps(body)
+        data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
-        if self.signer is not None:
-            msg_id, now = f"msg_{uuid.uuid4().hex}", datetime.now(UTC)
-            headers |= {
-                "webhook-id": msg_id,
-                "webhook-timestamp": str(int(now.timestamp())),
-                "webhook-signature": self.signer.sign(msg_id, now, data),
-            }
+        if self.secret:
+            headers |= signatures.signed_headers(
+                secret=self.secret, msg_id=f"msg_{uuid.uuid4().hex}", body=data
+            )
         started = time.perf_counter()
         response = self.client.post(self.url, content=data, headers=headers)
         elapsed = time.perf_counter() - started
@@ -80,10 +72,10 @@ class Sender:
 
 
 def _body(transaction_id: str, n: int) -> dict[str, Any]:
+    """The sample webhook, with amounts and currencies varied like many payments."""
     return {
+        **EXAMPLE_WEBHOOK,
         "transaction_id": transaction_id,
-        "source_account": f"acc_user_{n % 97}",
-        "destination_account": f"acc_merchant_{n % 13}",
         "amount": round(10 + (n * 37.5) % 5000, 2),
         "currency": CURRENCIES[n % len(CURRENCIES)],
     }

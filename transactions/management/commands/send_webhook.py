@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from transactions import signatures
+from transactions.examples import EXAMPLE_WEBHOOK
 
 
 class Command(BaseCommand):
@@ -51,15 +52,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--data is not JSON: {exc}") from None
             body = options["data"].encode()
         else:
-            body = json.dumps(
-                {
-                    "transaction_id": f"txn_{uuid.uuid4().hex[:12]}",
-                    "source_account": "acc_user_1",
-                    "destination_account": "acc_merchant_1",
-                    "amount": 1500,
-                    "currency": "INR",
-                }
-            ).encode()
+            body = json.dumps({**EXAMPLE_WEBHOOK, "transaction_id": f"txn_{uuid.uuid4().hex[:12]}"}).encode()
 
         headers = {"Content-Type": "application/json"}
         if secret is not None:
