@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connection
@@ -363,4 +364,5 @@ def _summary() -> dict[str, Any]:
         "lag_p50": None if lag.p50 is None else _human_seconds(lag.p50),
         "lag_p99": None if lag.p99 is None else _human_seconds(lag.p99),
         "lag_window": _human_seconds(selectors.LAG_WINDOW_SECONDS),
+        "retention": f"deleted after {days} days" if (days := settings.RETENTION_DAYS) else "kept forever",
     }

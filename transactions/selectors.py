@@ -7,7 +7,7 @@ PROCESSING or FAILED, or PostgreSQL's own row estimate, never a full-table count
 import json
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -150,3 +150,8 @@ def readiness() -> dict[str, str]:
         else:
             _migrations_applied = True
     return checks
+
+
+def purgeable_count(*, older_than: datetime) -> int:
+    """How many transactions retention would delete now (an index range count)."""
+    return Transaction.objects.purgeable(older_than=older_than).count()
