@@ -10,6 +10,7 @@ RETENTION_BATCH_SIZE and RETENTION_BATCH_PAUSE_SECONDS, so it is safe under load
 
 import argparse
 import re
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -45,11 +46,13 @@ class Command(BaseCommand):
                 f"Would delete {count} PROCESSED transactions processed before {cutoff:%Y-%m-%d %H:%M:%S %Z}."
             )
             return
+        started = time.monotonic()
         deleted = services.purge_processed_transactions(
             older_than=cutoff,
             batch_size=settings.RETENTION_BATCH_SIZE,
             pause_seconds=settings.RETENTION_BATCH_PAUSE_SECONDS,
         )
         self.stdout.write(
-            f"Deleted {deleted} PROCESSED transactions processed before {cutoff:%Y-%m-%d %H:%M:%S %Z}."
+            f"Deleted {deleted} PROCESSED transactions processed before {cutoff:%Y-%m-%d %H:%M:%S %Z} "
+            f"in {time.monotonic() - started:.1f} s."
         )
