@@ -1,6 +1,9 @@
 """Retention: PROCESSED transactions older than RETENTION_DAYS are deleted, in batches,
 by a schedule qcluster makes at start; FAILED and PROCESSING ones are kept."""
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -9,6 +12,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from tests.factories import failed_transaction, processed_transaction, stored_transaction, webhook_body
+from tests.processes import ROOT
 from transactions import services, worker
 from transactions.models import Status, Transaction
 
@@ -138,3 +142,14 @@ def test_admin_summary_says_how_long_processed_transactions_are_kept(admin_clien
     page = admin_client.get(reverse("admin:transactions_transaction_changelist")).content.decode()
 
     assert shown in page
+
+
+@pytest.mark.parametrize("value", ["0", "-30", "thirty", "1.5"])
+def test_the_service_refuses_to_start_with_a_bad_retention_days(value):
+    env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 50, "RETENTION_DAYS": value}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode != 0
+    assert "RETENTION_DAYS must be a whole number of days" in result.stderr
