@@ -63,3 +63,10 @@ def test_a_bad_age_is_refused_and_nothing_is_deleted(rows, age):
 def test_the_age_is_required(rows):
     with pytest.raises(CommandError, match="older-than"):
         _purge("--dry-run")
+
+
+def test_called_from_code_with_keyword_arguments(rows):
+    out = io.StringIO()
+    call_command("purge_transactions", older_than="30d", dry_run=True, stdout=out)
+
+    assert "Would delete 2 PROCESSED transactions" in out.getvalue()

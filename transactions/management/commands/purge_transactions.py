@@ -39,7 +39,9 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        cutoff = timezone.now() - options["older_than"]
+        older_than = options["older_than"]
+        # call_command(older_than="30d") hands the string over unparsed.
+        cutoff = timezone.now() - (age(older_than) if isinstance(older_than, str) else older_than)
         if options["dry_run"]:
             count = selectors.purgeable_count(older_than=cutoff)
             self.stdout.write(
