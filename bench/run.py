@@ -532,8 +532,10 @@ class LockSampler(threading.Thread):
             )
             self.table_lock_modes.update(
                 self.db.column(
-                    "SELECT DISTINCT mode FROM pg_locks "
-                    "WHERE relation = 'transactions_transaction'::regclass AND granted"
+                    # Table locks only: an 'extend' lock (growing the file) is held for
+                    # microseconds by whoever inserts.
+                    "SELECT DISTINCT mode FROM pg_locks WHERE locktype = 'relation' "
+                    "AND relation = 'transactions_transaction'::regclass AND granted"
                 )
             )
             self.samples += 1
