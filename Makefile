@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-postgres test-sqlite test-slow lint format superuser openapi demo seed bench-admin screenshots fuzz bench
+.PHONY: setup run run-fake-payments test test-postgres test-sqlite test-slow lint format superuser openapi demo seed bench-admin screenshots fuzz bench
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,16 +31,25 @@ setup: $(VENV)/.installed
 	@echo "LOG_FORMAT=text" >> $@
 	@echo "Wrote .env with a fresh DJANGO_SECRET_KEY (local http settings; see README: Security)"
 
+# Local settings reach only the commands that run the service for a developer: settings.py
+# reads no .env, so `make test` never sees them. honcho loads .env (its values win).
+LOCAL := honcho run --env .env
+
 ## Set up and run the service: web (gunicorn) and workers (qcluster), on SQLite unless DATABASE_URL is set.
 run: setup .env
-	python manage.py migrate --noinput
-	python manage.py collectstatic --noinput --verbosity 0
+	$(LOCAL) python manage.py migrate --noinput
+	$(LOCAL) python manage.py collectstatic --noinput --verbosity 0
 	rm -rf .prometheus && mkdir .prometheus
-	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.prometheus PORT=$(PORT) honcho start
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.prometheus PORT=$(PORT) honcho start --env .env
+
+## A fake payment provider on FAKE_PAYMENTS_PORT, for `PAYMENT_API_URL=http://127.0.0.1:8100/payments make run` (docs/operations.md).
+FAKE_PAYMENTS_PORT ?= 8100
+run-fake-payments: setup .env
+	python manage.py fake_payment_api --port $(FAKE_PAYMENTS_PORT)
 
 ## Create an admin login for staff.
 superuser: setup .env
-	python manage.py createsuperuser
+	$(LOCAL) python manage.py createsuperuser
 
 ## Set up and run the whole test suite (PostgreSQL, then SQLite, then the slow fault tests).
 test: test-postgres test-sqlite test-slow
@@ -65,16 +74,16 @@ openapi: setup
 
 ## Send webhooks to the service started by `make run` and watch them get processed.
 demo: setup .env
-	python manage.py demo --url http://127.0.0.1:$(PORT) $(DEMO_ARGS)
+	$(LOCAL) python manage.py demo --url http://127.0.0.1:$(PORT) $(DEMO_ARGS)
 
 ## Add a million realistic transactions (ids seed_*), to try the admin at scale; `make seed SEED_ARGS=--delete` removes them.
 SEED_ARGS ?= --count 1000000
 seed: setup .env
-	python manage.py seed_transactions $(SEED_ARGS)
+	$(LOCAL) python manage.py seed_transactions $(SEED_ARGS)
 
 ## Queries and time of the admin's pages on the current database (seed it first).
 bench-admin: setup .env
-	python benchmarks/admin_changelist.py
+	$(LOCAL) python bench/admin.py
 
 ## Refresh the README's admin screenshots (runs the browser test against PostgreSQL).
 screenshots: setup

@@ -7,16 +7,21 @@ from typing import Any
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-# Threads, not one request per process: part of each webhook is a wait for PostgreSQL's
-# commit, during which another thread's request uses the CPU; and unlike the sync worker,
-# gthread keeps a sender's connection open between webhooks (no TCP setup per request).
-# Measured with `make bench`: see docs/benchmarks.md.
-worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "4"))
+# gevent: each connection is a greenlet, so a client that sends its request slowly (a flaky
+# link, or an attacker with many sockets) holds only a greenlet while it waits, not one of
+# a few threads. With gthread's 4x4 threads, 48 connections dribbling headers stopped all
+# ingestion (tests/test_slow_clients.py). psycopg cooperates with gevent's monkeypatching,
+# and the web's database connections come from a pool (settings.py: DATABASE_POOL_SIZE).
+worker_class = "gevent"
+# Connections one worker holds at once, slow ones included; more wait in the backlog.
+worker_connections = 1000
 # Requests are short (validate, one INSERT); a slow one is a bug, not a reason to wait.
+# (With gevent this is only the worker heartbeat: a blocked event loop, not a slow client.)
 timeout = 30
 # On SIGTERM, requests in flight get this long to finish.
 graceful_timeout = 20
+# How long an idle kept-alive connection stays open, and (gevent's worker) how long a
+# client has to send a request's line and headers: one that dribbles them is closed.
 keepalive = 5
 # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections
 # over them. On one shared socket, the first worker to wake takes a whole burst of new

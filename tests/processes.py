@@ -167,6 +167,31 @@ def database_cut_off() -> Iterator[None]:
             connection.close()
 
 
+@dataclass
+class FakePaymentAPI:
+    """The fake provider started by ServiceProcesses.start_payment_api: its ledger and controls."""
+
+    url: str
+    proc: subprocess.Popen
+
+    def answers(self) -> bool:
+        try:
+            return httpx.get(self.url + "/ledger", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def ledger(self) -> dict[str, Any]:
+        return httpx.get(self.url + "/ledger", timeout=10).json()
+
+    def control(self, **mode: Any) -> None:
+        """E.g. delay=2, fail_status=503, fail_status=429 with retry_after="3"; fail_status=None heals."""
+        httpx.post(self.url + "/control", json=mode, timeout=10).raise_for_status()
+
+    def key(self, key: Any) -> dict[str, Any]:
+        """The ledger's record of one idempotency key (empty if it was never called)."""
+        return self.ledger()["keys"].get(str(key), {})
+
+
 class ServiceProcesses:
     def __init__(self, log_dir: Path, **env: Any) -> None:
         self.log_dir = log_dir
@@ -234,6 +259,17 @@ class ServiceProcesses:
         proc = self._spawn("qcluster", [sys.executable, "manage.py", "qcluster"], **env)
         wait_for(lambda: b"running" in Path(proc.log_path).read_bytes(), timeout=30, what="qcluster to start")
         return proc
+
+    def start_payment_api(self, port: int | None = None) -> "FakePaymentAPI":
+        """Start `manage.py fake_payment_api` and point every process started from now on at it."""
+        port = port or free_port()
+        proc = self._spawn(
+            "fake-payment-api", [sys.executable, "manage.py", "fake_payment_api", "--port", str(port)]
+        )
+        api = FakePaymentAPI(f"http://127.0.0.1:{port}", proc)
+        wait_for(api.answers, timeout=30, what="the fake payment API to answer")
+        self.configure(PAYMENT_API_URL=api.url + "/payments")
+        return api
 
     def _healthy(self) -> bool:
         try:

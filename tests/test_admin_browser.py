@@ -111,6 +111,7 @@ def test_staff_filter_open_and_retry_a_failed_transaction_in_the_browser(
     page.wait_for_url("**status=FAILED**")
     statuses = page.locator("#result_list .field-status_badge").all_inner_texts()
     assert statuses and set(statuses) == {"Failed"}
+    _assert_styled(page, "#result_list .txn-status-failed")  # transactions/admin.css
     _shot(page, "admin-filter-failed")
 
     # Open the transaction.

@@ -1,9 +1,9 @@
 """The web process's database connections.
 
-They are persistent and not health-checked before each request (that would be a second
-round trip per webhook), so a connection the database dropped while idle must cost at
-most a retryable 503, and never a webhook's: a webhook is retried once on a fresh
-connection. Prepared statements can be turned off for a transaction-mode pooler.
+They come from a pool per web process and are not health-checked before each request
+(that would be a second round trip per webhook), so a connection the database dropped
+while idle must cost at most a retryable 503, and never a webhook's: a webhook is retried
+once on a fresh connection. Prepared statements can be turned off for a transaction-mode pooler.
 """
 
 import json
@@ -35,8 +35,8 @@ def _drop_the_service_database_connections() -> None:
 
 @pytest.mark.e2e
 def test_a_webhook_on_a_connection_the_database_dropped_is_stored_on_a_fresh_one(service):
-    # One process with one thread: the request after the drop is on the dropped connection.
-    service.start_web(workers=1, WEB_THREADS=1)
+    # One process: the request after the drop meets the pool's dropped connections.
+    service.start_web(workers=1)
     conn = HTTPConnection("127.0.0.1", service.port, timeout=10)
     assert _post(conn, webhook_body()) == 202  # the web process now holds a connection
     _drop_the_service_database_connections()
@@ -52,7 +52,7 @@ def test_a_webhook_on_a_connection_the_database_dropped_is_stored_on_a_fresh_one
 
 @pytest.mark.e2e
 def test_other_requests_on_a_dropped_connection_get_one_503_then_the_web_process_reconnects(service):
-    service.start_web(workers=1, WEB_THREADS=1)
+    service.start_web(workers=1)
     conn = HTTPConnection("127.0.0.1", service.port, timeout=10)
     assert _post(conn, webhook_body()) == 202
     _drop_the_service_database_connections()

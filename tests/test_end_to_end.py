@@ -1,11 +1,14 @@
 """The whole service as deployed: gunicorn + qcluster processes, over HTTP."""
 
+import re
 from datetime import datetime
 
+import httpx
 import pytest
 
 from tests.factories import webhook_body
 from tests.processes import wait_for
+from transactions.signatures import fingerprint, generate_secret
 
 pytestmark = pytest.mark.e2e
 
@@ -54,3 +57,24 @@ def test_duplicate_deliveries_are_stored_and_processed_once(service):
     assert stored.delivery_count == 5
     assert stored.attempts == 1
     assert Transaction.objects.count() == 1
+
+
+def test_a_signed_webhook_links_to_its_status_and_is_counted_for_its_secret(service, tmp_path):
+    new, old = generate_secret(), generate_secret()
+    service.start_web(
+        WEBHOOK_SECRETS=f"{new},{old}",
+        PROMETHEUS_MULTIPROC_DIR=tmp_path / "prometheus",
+        STATUS_API_PUBLIC=1,
+    )
+    body = webhook_body()
+
+    response = service.post_webhook(body, secret=old)
+
+    assert response.status_code == 202
+    followed = httpx.get(service.url(response.headers["Location"]), timeout=10)
+    assert followed.status_code == 200 and followed.json()["transaction_id"] == body["transaction_id"]
+    metrics = httpx.get(service.url("/metrics"), timeout=10).text
+    assert f'webhooks_verified_total{{secret="{fingerprint(old)}"}} 1.0' in metrics
+    arrived = datetime.fromisoformat(followed.json()["created_at"]).timestamp()
+    match = re.search(r"^transactions_last_received_timestamp_seconds (\S+)$", metrics, re.MULTILINE)
+    assert match and float(match.group(1)) == pytest.approx(arrived, abs=0.001)

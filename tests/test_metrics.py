@@ -1,5 +1,6 @@
 """GET /metrics: Prometheus metrics, the service's own among them, for permitted scrapers only."""
 
+import json
 import re
 from datetime import timedelta
 
@@ -7,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from tests.factories import stored_transaction, webhook_body
+from transactions import signatures
 from transactions.models import Status, Transaction
 
 pytestmark = pytest.mark.django_db
@@ -105,3 +107,39 @@ def test_processing_lag_percentiles_cover_the_recently_processed_transactions(cl
 
     assert _value(text, "transactions_processing_lag_seconds", quantile="0.5") == pytest.approx(50, abs=0.5)
     assert _value(text, "transactions_processing_lag_seconds", quantile="0.99") == pytest.approx(99, abs=0.5)
+
+
+def test_verified_webhooks_are_counted_per_secret_fingerprint(client, settings):
+    new, old = signatures.generate_secret(), signatures.generate_secret()
+    settings.WEBHOOK_SECRETS = [new, old]
+    before = _scrape(client)
+
+    for secret in [new, old, old]:
+        raw = json.dumps(webhook_body()).encode()
+        headers = signatures.signed_headers(secret=secret, msg_id="m", body=raw)
+        response = client.post(
+            "/v1/webhooks/transactions", raw, content_type="application/json", headers=headers
+        )
+        assert response.status_code == 202
+
+    after = _scrape(client)
+    for secret, increase in [(new, 1), (old, 2)]:
+        labels = {"secret": signatures.fingerprint(secret)}
+        assert (
+            _value(after, "webhooks_verified_total", **labels)
+            - _value(before, "webhooks_verified_total", **labels)
+            == increase
+        )
+    assert new not in after and old not in after
+
+
+def test_the_time_of_the_last_accepted_webhook_is_read_from_the_database(client):
+    assert not re.search(r"^transactions_last_received_timestamp_seconds ", _scrape(client), re.M)  # none yet
+    newest = timezone.now() - timedelta(minutes=7)
+    for age in (timedelta(0), timedelta(hours=1)):
+        txn = stored_transaction()
+        Transaction.objects.filter(pk=txn.pk).update(created_at=newest - age)
+
+    text = _scrape(client)
+
+    assert _value(text, "transactions_last_received_timestamp_seconds") == pytest.approx(newest.timestamp())

@@ -33,6 +33,20 @@ def test_new_webhook_is_accepted_and_stored_as_processing(api, db):
     assert stored.payload == body
 
 
+def test_the_answer_links_to_the_transaction_status_for_new_and_duplicate_deliveries(api, db, settings):
+    settings.STATUS_API_PUBLIC = True
+    body = webhook_body()
+
+    answers = [post_json(api, body), post_json(api, body)]
+
+    for answer in answers:
+        assert answer.status_code == 202
+        assert answer["Location"] == f"/v1/transactions/{body['transaction_id']}"
+    followed = api.get(answers[0]["Location"])
+    assert followed.status_code == 200
+    assert followed.json()["transaction_id"] == body["transaction_id"]
+
+
 def test_new_webhook_is_due_for_processing_at_once(api, db):
     # That a worker then takes it without waiting for the sweep is proven end to end
     # (tests/test_end_to_end.py), whatever the django-q2 broker.

@@ -1,8 +1,7 @@
-"""Webhooks take a short middleware chain (settings.WEBHOOK_MIDDLEWARE, via
-webhooks_project/handlers.py): what the admin needs (sessions, CSRF, messages, axes,
-static files) and django-prometheus' request metrics are skipped, what protects every
-response is kept. Run through real
-gunicorn in the production (https) configuration, since only wsgi.py routes by path.
+"""Webhooks go through the one MIDDLEWARE chain: what protects every response is kept,
+the admin's middleware stays lazy (no session, no cookie), and django-prometheus' request
+metrics leave webhooks out (they have their own counters). Run through real gunicorn in
+the production (https) configuration.
 """
 
 import httpx
@@ -16,7 +15,7 @@ pytestmark = pytest.mark.e2e
 BEHIND_TLS_PROXY = {"X-Forwarded-Proto": "https"}
 
 
-def test_a_webhook_through_the_short_chain_keeps_the_security_headers_and_request_id(service):
+def test_a_webhook_keeps_the_security_headers_and_request_id(service):
     service.start_web(workers=1, DJANGO_HTTPS=1)
     body = webhook_body()
 

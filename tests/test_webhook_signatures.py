@@ -1,5 +1,6 @@
 """POST /v1/webhooks/transactions with WEBHOOK_SECRETS: Standard Webhooks signatures."""
 
+import hashlib
 import json
 import logging
 import time
@@ -57,7 +58,11 @@ def test_the_standard_webhooks_published_test_vector_verifies():
         body=body, headers=headers, secrets=[secret], tolerance_seconds=300, now=1614265330 + 299
     )
 
-    assert message == signatures.VerifiedMessage(id="msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp=1614265330)
+    assert message == signatures.VerifiedMessage(
+        id="msg_p5jXN8AQM9LWM0D4loKWxJek",
+        timestamp=1614265330,
+        secret_fingerprint=signatures.fingerprint(secret),
+    )
     assert (
         signatures.sign(secret=secret, msg_id=headers["webhook-id"], timestamp=1614265330, body=body)
         == (headers["webhook-signature"])
@@ -150,6 +155,34 @@ def test_during_rotation_either_secret_verifies(api, settings):
     assert stored == {body["transaction_id"] for body in bodies}
 
 
+def test_the_secret_that_verified_a_webhook_is_stored_as_its_fingerprint(api, settings):
+    settings.WEBHOOK_SECRETS = [SECRET, OLD_SECRET]
+    by_old, by_new, by_both = webhook_body(), webhook_body(), webhook_body()
+    for body, secrets in [(by_old, [OLD_SECRET]), (by_new, [SECRET]), (by_both, [OLD_SECRET, SECRET])]:
+        raw = encoded(body)
+        headers = signatures.signed_headers(secret=secrets[0], msg_id="m", body=raw)
+        for other in secrets[1:]:
+            headers["webhook-signature"] += " " + signatures.sign(
+                secret=other, msg_id="m", timestamp=int(headers["webhook-timestamp"]), body=raw
+            )
+        assert post(api, raw, headers).status_code == 202
+
+    stored = dict(Transaction.objects.values_list("transaction_id", "secret_fingerprint"))
+
+    # The first configured secret that matched is named: during a rotation, the new one.
+    assert stored == {
+        by_old["transaction_id"]: signatures.fingerprint(OLD_SECRET),
+        by_new["transaction_id"]: signatures.fingerprint(SECRET),
+        by_both["transaction_id"]: signatures.fingerprint(SECRET),
+    }
+
+
+def test_a_fingerprint_is_the_first_8_hex_digits_of_the_secrets_sha256():
+    # Documented, so operators can name their own secrets: printf %s "$SECRET" | sha256sum
+    assert signatures.fingerprint(SECRET) == hashlib.sha256(SECRET.encode()).hexdigest()[:8]
+    assert signatures.fingerprint(SECRET) != signatures.fingerprint(OLD_SECRET)
+
+
 def test_one_matching_signature_among_several_is_enough(api, signed):
     body = webhook_body()
     raw = encoded(body)
@@ -193,6 +226,15 @@ def test_an_oversized_body_is_refused_with_413_before_verification(api, signed):
 
     assert response.status_code == 413
     assert Transaction.objects.count() == 0
+
+
+def test_an_unsigned_webhook_has_no_fingerprint(api, settings):
+    settings.WEBHOOK_SECRETS = []
+    body = webhook_body()
+
+    assert post(api, encoded(body), {}).status_code == 202
+
+    assert Transaction.objects.get(transaction_id=body["transaction_id"]).secret_fingerprint == ""
 
 
 def test_without_secrets_unsigned_webhooks_are_accepted(api, settings):

@@ -1,14 +1,15 @@
 """The staff's view of the transactions, built to stay fast on a table of millions.
 
 What keeps it fast (healthchecks' hc/api/admin.py does the same):
-- no exact COUNT(*) of the whole table: the unfiltered list counts with PostgreSQL's
-  row estimate, and `show_full_result_count` is off;
+- no exact COUNT(*) of a big table: lists count with selectors.estimated_count, and
+  `show_full_result_count` is off;
 - every filter, search and the default ordering has an index (see the model);
-- filter choices and the date drill-down come from index probes, not DISTINCT scans;
+- the currency choices come from index probes, not a DISTINCT scan;
 - every column is computed from the row itself: no query per row.
 """
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -16,8 +17,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -30,42 +30,15 @@ from django_q.models import Failure
 from . import selectors, services, worker
 from .models import Status, Transaction
 
-STATUS_COLOURS = {
-    Status.PROCESSING: ("#8a5a00", "#fff4d6"),
-    Status.PROCESSED: ("#1e6b34", "#e1f5e6"),
-    Status.FAILED: ("#a8201a", "#fde4e1"),
-}
-
-
+admin.site.site_header = admin.site.site_title = "Webhook service"
 # Wide tables need the width more than a second copy of the app list.
 admin.site.enable_nav_sidebar = False
-admin.site.site_header = "Webhook service · staff"
-admin.site.site_title = "Webhook service"
-admin.site.index_title = "Back office"
 
 
 class EstimatedCountPaginator(Paginator):
-    """Never counts more rows than a page view can afford.
-
-    Unfiltered: PostgreSQL's row estimate for the table. Filtered: an exact count up
-    to COUNT_LIMIT rows, and past that the planner's estimate for the filter.
-    """
-
-    COUNT_LIMIT = 10_000
-
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list
-        if connection.vendor != "postgresql":
-            return super().count
-        if not queryset.query.where:
-            estimate = selectors.estimated_row_count()
-            if estimate is not None and estimate >= selectors.EXACT_COUNT_BELOW:
-                return estimate
-        counted = queryset[: self.COUNT_LIMIT + 1].count()
-        if counted <= self.COUNT_LIMIT:
-            return counted
-        return max(selectors.estimated_query_rows(queryset), counted)
+        return selectors.estimated_count(self.object_list)
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -85,47 +58,18 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 class CurrencyFilter(admin.SimpleListFilter):
-    """The currencies in use, found by probing the currency index once per currency."""
-
     title = "currency"
     parameter_name = "currency"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(c, c) for c in _distinct_currencies()]
+        return [(c, c) for c in selectors.currencies_in_use()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(currency=self.value()) if self.value() else queryset
 
 
-def _distinct_currencies() -> list[str]:
-    table = Transaction._meta.db_table
-    if connection.vendor != "postgresql":
-        return list(Transaction.objects.order_by("currency").values_list("currency", flat=True).distinct())
-    # A "loose index scan": one index probe per distinct value, instead of reading
-    # every row as SELECT DISTINCT would.
-    sql = f"""
-        WITH RECURSIVE c(currency) AS (
-            (SELECT currency FROM {table} ORDER BY currency LIMIT 1)
-            UNION ALL
-            SELECT (SELECT currency FROM {table} t WHERE t.currency > c.currency ORDER BY currency LIMIT 1)
-            FROM c WHERE c.currency IS NOT NULL
-        )
-        SELECT currency FROM c WHERE currency IS NOT NULL
-    """  # noqa: S608 (the table name is ours)
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        return [row[0] for row in cursor.fetchall()]
-
-
-class ConflictFilter(admin.BooleanFieldListFilter):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.title = "conflict"
-
-
 @admin.register(Transaction)
 class TransactionAdmin(admin.ModelAdmin):
-    change_list_template = "admin/transactions/transaction/change_list.html"
     list_display = [
         "transaction_id",
         "status_badge",
@@ -138,17 +82,14 @@ class TransactionAdmin(admin.ModelAdmin):
         "attempts",
         "deliveries",
     ]
-    list_filter = [
-        StatusFilter,
-        CurrencyFilter,
-        ("has_conflict", ConflictFilter),
-        ("created_at", admin.DateFieldListFilter),
-    ]
-    # Exact matches only, so each term is an index lookup, never a LIKE scan.
-    search_fields = ["=transaction_id", "=source_account", "=destination_account"]
-    search_help_text = "Exact transaction id, source account or destination account."
-    date_hierarchy = "created_at"
-    ordering = ["-created_at"]
+    list_filter = [StatusFilter, CurrencyFilter, "has_conflict", "created_at"]
+    # Exact, case-sensitive matches, so each term is an index lookup: Django's "=" prefix
+    # means UPPER(...) = UPPER(...), which no plain index serves, and "icontains" a scan.
+    search_fields = ["transaction_id__exact", "source_account__exact", "destination_account__exact"]
+    search_help_text = (
+        "Exact transaction id, source account or destination account; or key=value for a field "
+        "of the payload (order_id=A-1077, customer.country=IN for a nested one)."
+    )
     # Sorting by an unindexed column would sort the whole table.
     sortable_by = ["transaction_id", "created"]
     # Counts beside every filter choice would mean a COUNT per choice on every view.
@@ -189,8 +130,9 @@ class TransactionAdmin(admin.ModelAdmin):
             },
         ),
     ]
-    # Everything shown is read-only: the record is what the sender sent.
-    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
+
+    class Media:
+        css = {"all": ["transactions/admin.css"]}
 
     # --- permissions: the record is what the sender sent; staff look, and retry ---
 
@@ -198,28 +140,24 @@ class TransactionAdmin(admin.ModelAdmin):
         return False  # transactions only come in by webhook
 
     def has_change_permission(self, request: HttpRequest, obj: Transaction | None = None) -> bool:
-        return False  # a read-only page, with no Save button
+        return False  # so every field is shown read-only, with no Save button
 
     def has_delete_permission(self, request: HttpRequest, obj: Transaction | None = None) -> bool:
         return False
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("transactions.change_transaction")
+        return request.user.has_perm("transactions.retry_transaction")
 
     # --- the list ---
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
     ) -> tuple[QuerySet, bool]:
-        # Django's "=" searches are case-insensitive (UPPER(...) = UPPER(...)), which no
-        # plain index serves; identifiers are case-sensitive anyway.
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return (
-            queryset.filter(Q(transaction_id=term) | Q(source_account=term) | Q(destination_account=term)),
-            False,
-        )
+        payload_term = _PAYLOAD_TERM.fullmatch(search_term.strip())
+        if payload_term:  # identifiers cannot contain "=", so this is unambiguous
+            key, value = payload_term.groups()
+            return queryset.filter(selectors.payload_has(keys=key.split("."), value=value)), False
+        return super().get_search_results(request, queryset, search_term)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "summary": _summary()}
@@ -227,20 +165,14 @@ class TransactionAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Transaction) -> SafeString:
-        colour, background = STATUS_COLOURS.get(obj.status, ("#333", "#eee"))
         return format_html(
-            '<span class="txn-status txn-status-{}" style="color:{};background:{};padding:2px 8px;'
-            'border-radius:10px;font-weight:600;font-size:11px;white-space:nowrap">{}</span>',
-            obj.status.lower(),
-            colour,
-            background,
-            obj.get_status_display(),
+            '<span class="txn-status txn-status-{}">{}</span>', obj.status.lower(), obj.get_status_display()
         )
 
     @admin.display(description="amount", ordering="amount")
     def amount_with_currency(self, obj: Transaction) -> SafeString:
         return format_html(
-            '<span style="white-space:nowrap;font-variant-numeric:tabular-nums">{} {}</span>',
+            '<span class="txn-amount">{} {}</span>',
             number_format(obj.amount, decimal_pos=2, force_grouping=True),
             obj.currency,
         )
@@ -266,8 +198,8 @@ class TransactionAdmin(admin.ModelAdmin):
         if not obj.has_conflict:
             return format_html("{}", obj.delivery_count)
         return format_html(
-            '{} <span class="txn-conflict" title="Conflict: a later delivery carried different fields" '
-            'style="color:#a8201a;font-weight:600;white-space:nowrap">⚠ conflict</span>',
+            '{} <span class="txn-conflict" title="Conflict: a later delivery carried different fields">'
+            "⚠ conflict</span>",
             obj.delivery_count,
         )
 
@@ -282,8 +214,7 @@ class TransactionAdmin(admin.ModelAdmin):
     @admin.display(description="payload (first delivery, as received)")
     def payload_pretty(self, obj: Transaction) -> SafeString:
         return format_html(
-            '<pre style="margin:0;padding:8px 12px;background:var(--darkened-bg);border-radius:4px;'
-            'white-space:pre-wrap">{}</pre>',
+            '<pre class="txn-payload">{}</pre>',
             json.dumps(obj.payload, indent=2, sort_keys=True, ensure_ascii=False),
         )
 
@@ -334,6 +265,12 @@ class TransactionAdmin(admin.ModelAdmin):
         )
 
 
+# key=value, the key a field name, dotted for a nested one: customer.country=IN. No "__"
+# in a name, so that each name stays one key in a Django lookup.
+_KEY = r"[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*"
+_PAYLOAD_TERM = re.compile(rf"({_KEY}(?:\.{_KEY})*)=(.+)")
+
+
 def _timestamp(value: datetime | None) -> str:
     return "—" if value is None else timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -365,4 +302,13 @@ def _summary() -> dict[str, Any]:
         "lag_p99": None if lag.p99 is None else _human_seconds(lag.p99),
         "lag_window": _human_seconds(selectors.LAG_WINDOW_SECONDS),
         "retention": f"deleted after {days} days" if (days := settings.RETENTION_DAYS) else "kept forever",
+        "secrets": [
+            {
+                "use": use,
+                "ago": _human_seconds((timezone.now() - use.last_verified_at).total_seconds())
+                if use.last_verified_at
+                else None,
+            }
+            for use in selectors.secrets_last_verified(secrets=settings.WEBHOOK_SECRETS)
+        ],
     }

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework_api_key.models import APIKey
 from rest_framework_api_key.permissions import KeyParser
 
-from . import signatures
+from . import metrics, signatures
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class WebhookSignatureAuthentication(BaseAuthentication):
             # The reason only: never the headers themselves.
             logger.warning("webhook refused: %s", exc)
             raise InvalidSignature() from None
+        metrics.WEBHOOKS_VERIFIED.labels(secret=message.secret_fingerprint).inc()
         return None, message
 
     def authenticate_header(self, request: Request) -> str:

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from . import metrics
+from .database import replace_broken_connection
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, (OperationalError, InterfaceError)):
         # The database is unreachable: nothing was stored, so the sender must retry.
         logger.warning("database unavailable: %s", exc.__class__.__name__)
+        replace_broken_connection()  # so that the next request gets a working one
         exc = ServiceUnavailable()
     elif isinstance(exc, DatabaseError):
         logger.exception("database error")

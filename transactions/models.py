@@ -79,7 +79,10 @@ class Transaction(models.Model):
     # Deliveries of this transaction_id, the first included; senders retry.
     delivery_count = models.PositiveIntegerField(db_default=1)
     # Set when a later delivery carried different fields than the stored (first) one.
-    has_conflict = models.BooleanField(db_default=False)
+    has_conflict = models.BooleanField("conflict", db_default=False)
+    # Which of WEBHOOK_SECRETS verified the first delivery (signatures.fingerprint, never
+    # the secret itself); empty when it came unsigned.
+    secret_fingerprint = models.CharField(max_length=16, blank=True, db_default="")
 
     # Processing attempts since the last (re)start, and the error of the latest failure.
     attempts = models.PositiveSmallIntegerField(db_default=0)
@@ -95,6 +98,9 @@ class Transaction(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Staff may send FAILED or stuck transactions back for processing (the admin's
+        # retry action); nobody may change one, so this is not `change_transaction`.
+        permissions = [("retry_transaction", "Can retry processing of a transaction")]
         indexes = [
             models.Index(fields=["-created_at"], name="txn_created_idx"),
             models.Index(fields=["status", "-created_at"], name="txn_status_created_idx"),
@@ -115,6 +121,15 @@ class Transaction(models.Model):
             models.Index(
                 fields=["-processed_at"], name="txn_processed_idx", condition=Q(status=Status.PROCESSED)
             ),
+            # When each secret last verified a webhook (selectors.secrets_last_verified);
+            # unsigned rows stay out of it.
+            models.Index(
+                fields=["secret_fingerprint", "-created_at"],
+                name="txn_secret_created_idx",
+                condition=~Q(secret_fingerprint=""),
+            ),
+            # PostgreSQL also has a GIN index on payload (jsonb_path_ops) for the admin's
+            # payload search; it is made by migration 0008 only, since SQLite has none.
         ]
         constraints = [
             models.UniqueConstraint(fields=["transaction_id"], name="txn_transaction_id_unique"),
@@ -131,3 +146,22 @@ class Transaction(models.Model):
 
     def __str__(self) -> str:
         return self.transaction_id
+
+
+class PaymentBudget(models.Model):
+    """The cluster's allowance of calls to the payment API: one row, locked by each claim.
+
+    A token bucket for PAYMENT_API_MAX_RATE (`tokens`, refilled by database time since
+    `refilled_at`); the calls in flight (for PAYMENT_API_MAX_CONCURRENCY) are the
+    transactions whose lease holds, so they need no counter here that a crash could leak.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    tokens = models.FloatField(default=0)
+    refilled_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="payment_budget_single_row")]
+
+    def __str__(self) -> str:
+        return f"{self.tokens:g} calls available"

@@ -1,40 +1,170 @@
-"""The external payment API that processing calls (simulated).
+"""The external payment API that processing calls: a real one over HTTP, or simulated.
 
-It is slow (PROCESSING_DELAY_SECONDS) and can be made to fail a fraction of the time
-(PROCESSING_FAILURE_RATE). Like a real payment API, it takes an idempotency key, so
-a call repeated after a crash is recognised by the provider rather than applied twice.
+With PAYMENT_API_URL set, each call is a POST of the transaction as JSON to that URL,
+with the transaction's key in an `Idempotency-Key` header, so a call repeated after a
+crash or a timeout is recognised by the provider rather than applied twice. Without
+it, the call is simulated: it waits PROCESSING_DELAY_SECONDS and fails a fraction
+PROCESSING_FAILURE_RATE of the time.
+
+How an answer is classified (PaymentAPIError says whether to try again):
+- 2xx: settled;
+- 4xx other than 408, 409 and 429: refused for good, with the provider's error kept;
+- 408, 409 (the key is busy), 429, 5xx, timeouts and connection errors: try again
+  later, no sooner than the provider's `Retry-After`.
 
 Every call logs one line when it starts and one when it ends, with the idempotency key
 and a wall-clock timestamp: the audit trail of what was sent out, which the
 fault-injection tests read to prove that no transaction had two calls in flight at once.
 """
 
+from __future__ import annotations
+
 import asyncio
+import email.utils
 import logging
 import random
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
+import httpx
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# How much of a refusing provider's body is kept in last_error.
+ERROR_BODY_CHARS = 500
+# A Retry-After beyond this is taken as this: a provider's typo must not park a payment for days.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
 
 class PaymentAPIError(Exception):
-    """The external API refused or failed the call; it may succeed if retried."""
+    """The external API refused or failed the call.
+
+    `permanent`: it refused the payment for good (trying again cannot help).
+    `retry_after`: seconds it asked us to wait before trying again, if it said.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
 
 
-async def settle(*, idempotency_key: uuid.UUID, amount: Decimal, currency: str) -> None:
-    logger.info("external call start idempotency_key=%s at=%.6f", idempotency_key, time.time())
-    outcome = "cancelled"
-    try:
+@dataclass(frozen=True)
+class Payment:
+    """What is sent: the transaction, and its key."""
+
+    idempotency_key: uuid.UUID
+    transaction_id: str
+    source_account: str
+    destination_account: str
+    amount: Decimal
+    currency: str
+
+    def body(self) -> dict[str, str]:
+        # The amount as a string: exact, whatever the provider's JSON numbers are.
+        return {
+            "transaction_id": self.transaction_id,
+            "source_account": self.source_account,
+            "destination_account": self.destination_account,
+            "amount": str(self.amount),
+            "currency": self.currency,
+        }
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a `Retry-After` header: delta-seconds or an HTTP date; None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def error_from_response(response: httpx.Response) -> PaymentAPIError | None:
+    """None for a 2xx; otherwise the error, permanent or retryable by the rules above."""
+    if response.is_success:
+        return None
+    status = response.status_code
+    message = f"HTTP {status} from the payment API: {response.text[:ERROR_BODY_CHARS]}".rstrip(": ")
+    permanent = 400 <= status < 500 and status not in RETRYABLE_STATUSES
+    retry_after = None if permanent else parse_retry_after(response.headers.get("Retry-After"))
+    return PaymentAPIError(message, permanent=permanent, retry_after=retry_after)
+
+
+class SimulatedPaymentAPI:
+    """The default: slow (PROCESSING_DELAY_SECONDS), failing a fraction of the time (retryable)."""
+
+    async def send(self, payment: Payment) -> None:
         await asyncio.sleep(settings.PROCESSING_DELAY_SECONDS)
         if random.random() < settings.PROCESSING_FAILURE_RATE:
-            outcome = "failed"
             raise PaymentAPIError("simulated failure of the external payment API")
-        outcome = "ok"
-    finally:
-        logger.info(
-            "external call end idempotency_key=%s at=%.6f outcome=%s", idempotency_key, time.time(), outcome
+
+    async def aclose(self) -> None:
+        pass
+
+
+class HTTPPaymentAPI:
+    """A real payment API at PAYMENT_API_URL; one connection pool per event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        cap = settings.PAYMENT_API_MAX_CONCURRENCY
+        self.client = httpx.AsyncClient(
+            timeout=settings.PROCESSING_CALL_TIMEOUT_SECONDS,
+            # No process needs more connections than the cluster may use at once.
+            limits=httpx.Limits(max_connections=cap or None, max_keepalive_connections=min(cap or 100, 100)),
+            headers={"User-Agent": "webhook-service"},
         )
+
+    async def send(self, payment: Payment) -> None:
+        try:
+            response = await self.client.post(
+                self.url,
+                json=payment.body(),
+                headers={"Idempotency-Key": str(payment.idempotency_key)},
+            )
+        except httpx.TimeoutException as exc:
+            raise PaymentAPIError(f"payment API timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise PaymentAPIError(f"payment API unreachable: {type(exc).__name__}: {exc}") from exc
+        if (error := error_from_response(response)) is not None:
+            raise error
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def make_client() -> SimulatedPaymentAPI | HTTPPaymentAPI:
+    """The API this deployment calls; made on the event loop that will use it."""
+    if settings.PAYMENT_API_URL:
+        return HTTPPaymentAPI(settings.PAYMENT_API_URL)
+    return SimulatedPaymentAPI()
+
+
+async def settle(api: SimulatedPaymentAPI | HTTPPaymentAPI, payment: Payment) -> None:
+    """One call, logged at start and end; raises PaymentAPIError (or is cancelled)."""
+    key = payment.idempotency_key
+    logger.info("external call start idempotency_key=%s at=%.6f", key, time.time())
+    outcome = "cancelled"
+    try:
+        await api.send(payment)
+        outcome = "ok"
+    except Exception:
+        outcome = "failed"
+        raise
+    finally:
+        logger.info("external call end idempotency_key=%s at=%.6f outcome=%s", key, time.time(), outcome)

@@ -6,15 +6,17 @@ PROCESSING or FAILED, or PostgreSQL's own row estimate, never a full-table count
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from . import worker
+from . import signatures, worker
 from .models import Status, Transaction
 
 # Below this many rows an exact count is cheap and better than an estimate.
@@ -34,10 +36,51 @@ def estimated_row_count() -> int | None:
     return int(row[0]) if row and row[0] >= 0 else None
 
 
-def estimated_query_rows(queryset: QuerySet) -> int:
-    """The planner's estimate of how many rows a query returns (PostgreSQL only)."""
+# Past this many rows a filtered list's exact count costs more than it tells.
+COUNT_LIMIT = 10_000
+
+
+def estimated_count(queryset: QuerySet[Transaction]) -> int:
+    """How many rows `queryset` has, without reading a million of them to say so.
+
+    Unfiltered: the table's row estimate (healthchecks' admin does the same). Filtered:
+    exact up to COUNT_LIMIT, then PostgreSQL's planner estimate for the query.
+    """
+    if connection.vendor != "postgresql":
+        return queryset.count()
+    if not queryset.query.where:
+        estimate = estimated_row_count()
+        if estimate is not None and estimate >= EXACT_COUNT_BELOW:
+            return estimate
+    # Counting needs neither order nor rows: selecting only created_at lets the filter's
+    # (..., created_at) index answer alone: 10-20 ms for 10,000 rows instead of 0.2-0.3 s.
+    counted = queryset.order_by().values("created_at")[: COUNT_LIMIT + 1].count()
+    if counted <= COUNT_LIMIT:
+        return counted
     plan = json.loads(queryset.explain(format="json"))
-    return int(plan[0]["Plan"]["Plan Rows"])
+    return max(int(plan[0]["Plan"]["Plan Rows"]), counted)
+
+
+def currencies_in_use() -> list[str]:
+    """The distinct currencies, in order: one probe of the currency index per currency.
+
+    SELECT DISTINCT reads every row: 0.45 s on a million. This "loose index scan"
+    (https://wiki.postgresql.org/wiki/Loose_indexscan) reads one index entry per
+    currency: 0.6 ms. SQLite runs it as well.
+    """
+    table = Transaction._meta.db_table
+    sql = f"""
+        WITH RECURSIVE c(currency) AS (
+            SELECT MIN(currency) FROM {table}
+            UNION ALL
+            SELECT (SELECT MIN(currency) FROM {table} WHERE currency > c.currency)
+            FROM c WHERE c.currency IS NOT NULL
+        )
+        SELECT currency FROM c WHERE currency IS NOT NULL
+    """  # noqa: S608 (the table name is ours)
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return [row[0] for row in cursor.fetchall()]
 
 
 @dataclass(frozen=True)
@@ -54,7 +97,9 @@ def status_counts() -> StatusCounts:
     counts = dict(
         Transaction.objects.filter(status__in=[Status.PROCESSING, Status.FAILED])
         .values_list("status")
-        .annotate(n=Count("pk"))
+        # COUNT(*), not COUNT(id): the status index alone answers it, with no read of the
+        # rows themselves (10 ms instead of 0.3-0.5 s at a million rows).
+        .annotate(n=Count("*"))
         .order_by()
     )
     processing, failed = counts.get(Status.PROCESSING, 0), counts.get(Status.FAILED, 0)
@@ -93,6 +138,39 @@ def backlog() -> Backlog:
         oldest_due_seconds=max((timezone.now() - oldest).total_seconds(), 0.0) if oldest else 0.0,
         queued_tasks=worker.queued_rounds(),
     )
+
+
+def last_received_at() -> datetime | None:
+    """When the newest transaction arrived (one probe of the created_at index), or None."""
+    return Transaction.objects.aggregate(last=Max("created_at"))["last"]
+
+
+@dataclass(frozen=True)
+class SecretUse:
+    fingerprint: str
+    # Its place in WEBHOOK_SECRETS: 0 is the first (the newest, by convention).
+    position: int
+    # The arrival of the newest transaction it verified, or None if none stored.
+    last_verified_at: datetime | None
+
+
+def secrets_last_verified(*, secrets: Sequence[str]) -> list[SecretUse]:
+    """For each configured secret, when it last verified a webhook that was stored.
+
+    One probe of the (secret_fingerprint, -created_at) index per secret. Only the first
+    delivery of a transaction is recorded; redeliveries show in webhooks_verified_total.
+    """
+    uses = []
+    for position, secret in enumerate(secrets):
+        fp = signatures.fingerprint(secret)
+        last = (
+            Transaction.objects.filter(secret_fingerprint=fp)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        uses.append(SecretUse(fp, position, last))
+    return uses
 
 
 LAG_WINDOW_SECONDS = 300
@@ -155,3 +233,30 @@ def readiness() -> dict[str, str]:
 def purgeable_count(*, older_than: datetime) -> int:
     """How many transactions retention would delete now (an index range count)."""
     return Transaction.objects.purgeable(older_than=older_than).count()
+
+
+def payload_has(*, keys: Sequence[str], value: str) -> Q:
+    """The payload holds `value` at the path `keys`, as a string or, if it reads as one, a number.
+
+    On PostgreSQL a containment test (payload @> '{"order_id": "A-1077"}'), which the GIN
+    index on payload serves (migration 0008); elsewhere a read of the key,
+    row by row.
+    """
+    candidates: list[Any] = [value]
+    try:
+        number = json.loads(value)
+    except ValueError:
+        number = None
+    if isinstance(number, int | float) and not isinstance(number, bool) and math.isfinite(number):
+        candidates.append(number)
+    condition = Q()
+    for candidate in candidates:
+        if connection.vendor == "postgresql":
+            nested: Any = candidate
+            for name in reversed(keys):
+                nested = {name: nested}
+            condition |= Q(payload__contains=nested)
+        else:
+            # The final "exact" keeps a key named like a lookup ("contains") a key.
+            condition |= Q(**{"__".join(["payload", *keys, "exact"]): candidate})
+    return condition

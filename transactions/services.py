@@ -6,6 +6,7 @@ by the holder of the current claim, so a status never moves backwards.
 """
 
 import logging
+import math
 import time
 import uuid
 from collections import defaultdict
@@ -22,7 +23,8 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet
 from django.db.models.functions import Now
 
 from . import metrics, worker
-from .models import Status, Transaction
+from .database import replace_broken_connection
+from .models import PaymentBudget, Status, Transaction
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +44,31 @@ class Claim:
 
     pk: uuid.UUID
     transaction_id: str
+    source_account: str
+    destination_account: str
     amount: Decimal
     currency: str
     attempts: int
     token: uuid.UUID
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A failed external call: `permanent` when the payment API refused it for good;
+    `retry_after` the seconds it asked us to wait, if it said."""
+
+    error: str
+    permanent: bool = False
+    retry_after: float | None = None
+
+
 # Only the first version is kept; later deliveries are counted, and flagged when they
 # disagree with it. One statement, no check-then-insert; it runs on PostgreSQL and SQLite.
 _UPSERT_SQL = """
     INSERT INTO transactions_transaction AS t
-        (id, transaction_id, source_account, destination_account, amount, currency, payload)
-    VALUES (%s, %s, %s, %s, %s, %s, %s)
+        (id, transaction_id, source_account, destination_account, amount, currency, payload,
+         secret_fingerprint)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
     ON CONFLICT (transaction_id) DO UPDATE SET
         delivery_count = t.delivery_count + 1,
         has_conflict = t.has_conflict OR NOT (
@@ -66,11 +81,15 @@ _UPSERT_SQL = """
 """
 
 
-def ingest_transaction(*, data: Mapping[str, Any], payload: Mapping[str, Any]) -> IngestResult:
+def ingest_transaction(
+    *, data: Mapping[str, Any], payload: Mapping[str, Any], secret_fingerprint: str = ""
+) -> IngestResult:
     """Store a webhook's transaction once, however often it is delivered.
 
-    `data` is the validated webhook; `payload` the whole body, kept for staff. The row
-    is itself the pending work: once this returns, the transaction will be processed.
+    `data` is the validated webhook; `payload` the whole body, kept for staff;
+    `secret_fingerprint` names the secret that verified it ("" if unsigned), kept from the
+    first delivery like the rest. The row is itself the pending work: once this returns,
+    the transaction will be processed.
     """
     payload_field = Transaction._meta.get_field("payload")
     amount_field = Transaction._meta.get_field("amount")
@@ -82,6 +101,7 @@ def ingest_transaction(*, data: Mapping[str, Any], payload: Mapping[str, Any]) -
         amount_field.get_db_prep_save(data["amount"], connection),
         data["currency"],
         payload_field.get_db_prep_save(dict(payload), connection),
+        secret_fingerprint,
     ]
     status, delivery_count, *stored = _upsert(params)
 
@@ -104,22 +124,20 @@ def ingest_transaction(*, data: Mapping[str, Any], payload: Mapping[str, Any]) -
 
 
 def _upsert(params: list[Any]) -> tuple:
-    # Persistent connections are not health-checked before each request (a second round
-    # trip per webhook). One the database dropped while it sat idle (a restart, an idle
-    # timeout) fails at once, before anything is written: the webhook is retried once on a
-    # fresh connection rather than refused (were the INSERT ever committed before the
-    # failure, the retry would only count one more delivery). A connection that fails to
-    # open is not retried: that is the database being down, and the sender gets a quick 503.
-    reused = connection.connection is not None and not connection.in_atomic_block
+    # Connections are not health-checked before each request (a second round trip per
+    # webhook). One the database dropped while it sat idle (a restart, an idle timeout)
+    # fails at once, before anything is written: the webhook is retried once on a fresh
+    # connection rather than refused (were the INSERT ever committed before the failure,
+    # the retry would only count one more delivery). A connection that fails to open is not
+    # retried: that is the database being down, and the sender gets a quick 503.
+    in_transaction = connection.in_atomic_block
     try:
         return _execute_upsert(params)
     except (OperationalError, InterfaceError):
         # Only a connection that broke is worth a second try; a live one that failed
         # the statement (a lock timeout, say) would only fail again, twice as slowly.
-        if not (reused and getattr(connection.connection, "broken", False)):
+        if in_transaction or not replace_broken_connection():
             raise
-        logger.info("database connection was lost while idle; reconnecting")
-        connection.close()
     return _execute_upsert(params)
 
 
@@ -152,12 +170,21 @@ def claim_due_transactions(*, limit: int) -> list[Claim]:
     never hold the same transaction. The lease's end is also the row's next attempt:
     held rows drop out of the due range of the index, so the next claim does not step
     over thousands of calls in flight, and a row whose worker died becomes due again.
+
+    With a cap on the payment API's calls (PAYMENT_API_MAX_CONCURRENCY or _RATE), the
+    claim also takes its share of the cluster's budget (see `_take_budget`).
     """
     if limit <= 0:
         return []
     token = uuid.uuid4()
     lease_end = _now_plus(settings.PROCESSING_LEASE_SECONDS)
+    capped = settings.PAYMENT_API_MAX_CONCURRENCY > 0 or settings.PAYMENT_API_MAX_RATE > 0
     with transaction.atomic():
+        budget = _lock_budget() if capped else None
+        if budget is not None:
+            limit = min(limit, _allowance(budget))
+            if limit <= 0:
+                return []
         pks = list(
             Transaction.objects.due()
             .order_by("next_attempt_at")
@@ -169,10 +196,44 @@ def claim_due_transactions(*, limit: int) -> list[Claim]:
         Transaction.objects.due().filter(pk__in=pks).update(
             lease_token=token, leased_until=lease_end, next_attempt_at=lease_end, attempts=F("attempts") + 1
         )
+        if budget is not None and settings.PAYMENT_API_MAX_RATE > 0:
+            budget.tokens -= len(pks)
+            budget.save(update_fields=["tokens", "refilled_at"])
     rows = Transaction.objects.filter(lease_token=token, status=Status.PROCESSING).values_list(
-        "pk", "transaction_id", "amount", "currency", "attempts"
+        "pk", "transaction_id", "source_account", "destination_account", "amount", "currency", "attempts"
     )
     return [Claim(*row, token=token) for row in rows]
+
+
+def _lock_budget() -> PaymentBudget:
+    """The budget row, locked until the claim commits, its tokens refilled to now (unsaved).
+
+    Every capped claim in the cluster queues here, so the in-flight count and the
+    tokens it reads cannot change under it: claims never exceed the budget. Claims
+    happen a few times a second, each holding the lock for a few milliseconds.
+    """
+    rate = settings.PAYMENT_API_MAX_RATE
+    burst = float(max(rate, 1))  # a second's worth: the burst after a quiet spell
+    PaymentBudget.objects.get_or_create(pk=1, defaults={"tokens": burst})
+    budget = PaymentBudget.objects.select_for_update().annotate(db_now=Now()).get(pk=1)
+    # Database time, like the leases: the same clock for every host.
+    elapsed = max((budget.db_now - budget.refilled_at).total_seconds(), 0.0)
+    budget.tokens = min(burst, budget.tokens + rate * elapsed)
+    budget.refilled_at = budget.db_now
+    return budget
+
+
+def _allowance(budget: PaymentBudget) -> int:
+    """How many calls the cluster may start now, by both caps."""
+    allowed = []
+    if settings.PAYMENT_API_MAX_RATE > 0:
+        allowed.append(math.floor(budget.tokens))
+    if settings.PAYMENT_API_MAX_CONCURRENCY > 0:
+        in_flight = Transaction.objects.filter(
+            status=Status.PROCESSING, next_attempt_at__gt=Now(), leased_until__gt=Now()
+        ).count()
+        allowed.append(settings.PAYMENT_API_MAX_CONCURRENCY - in_flight)
+    return min(allowed)
 
 
 def _held(claims: Iterable[Claim]) -> Any:
@@ -183,26 +244,32 @@ def _held(claims: Iterable[Claim]) -> Any:
     )
 
 
-def record_outcomes(results: Iterable[tuple[Claim, str | None]]) -> dict[str, int]:
-    """Record finished external calls: `(claim, None)` for success, `(claim, error)`.
+def record_outcomes(results: Iterable[tuple[Claim, Failure | str | None]]) -> dict[str, int]:
+    """Record finished external calls: `(claim, None)` for success, `(claim, failure)`.
 
-    A success is PROCESSED; a failure is retried after BACKOFF * 2**(attempts-1)
-    seconds, or FAILED after PROCESSING_MAX_ATTEMPTS. Only rows whose lease the claim
-    still holds change, so a status never moves backwards and a late worker records
-    nothing. Outcomes of one claim batch with the same result are written by one
-    statement, in one commit for the lot: a few statements a second at any rate.
+    A success is PROCESSED. A permanent failure (the payment API refused the payment)
+    is FAILED at once; any other failure (a plain error text is one) is retried after
+    BACKOFF * 2**(attempts-1) seconds, or the provider's Retry-After if longer, and is
+    FAILED after PROCESSING_MAX_ATTEMPTS. Only rows whose lease the claim still holds
+    change, so a status never moves backwards and a late worker records nothing.
+    Outcomes of one claim batch with the same result are written by one statement, in
+    one commit for the lot: a few statements a second at any rate.
 
     Returns how many were processed, retrying, failed, and lost (the lease had expired).
     """
     groups: dict[tuple[uuid.UUID, str, float, str], list[Claim]] = defaultdict(list)
-    for claim, error in results:
-        if error is None:
+    for claim, failure in results:
+        if isinstance(failure, str):
+            failure = Failure(failure)
+        if failure is None:
             key = (claim.token, Status.PROCESSED, 0.0, "")
-        elif claim.attempts >= settings.PROCESSING_MAX_ATTEMPTS:
-            key = (claim.token, Status.FAILED, 0.0, error[:2000])
+        elif failure.permanent or claim.attempts >= settings.PROCESSING_MAX_ATTEMPTS:
+            key = (claim.token, Status.FAILED, 0.0, failure.error[:2000])
         else:
             backoff = settings.PROCESSING_RETRY_BACKOFF_SECONDS * 2 ** (claim.attempts - 1)
-            key = (claim.token, Status.PROCESSING, backoff, error[:2000])
+            # Whole seconds when the provider set the wait, so outcomes still group.
+            wait = max(backoff, math.ceil(failure.retry_after or 0))
+            key = (claim.token, Status.PROCESSING, wait, failure.error[:2000])
         groups[key].append(claim)
 
     counts = {"processed": 0, "retrying": 0, "failed": 0, "lost": 0}

@@ -15,6 +15,7 @@ parsed strictly here, and signatures compared with `hmac.compare_digest`.
 
 import base64
 import binascii
+import hashlib
 import hmac
 import os
 import re
@@ -47,6 +48,14 @@ class SignatureError(Exception):
 class VerifiedMessage:
     id: str
     timestamp: int
+    # fingerprint() of the secret that verified it: the first of ours that matched.
+    secret_fingerprint: str
+
+
+def fingerprint(secret: str) -> str:
+    """A short, stable name for a secret that reveals nothing usable about it: the first
+    8 hex digits of its SHA-256. Stored with each transaction and shown to staff."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
 
 
 def signer(secret: str) -> Webhook:
@@ -109,15 +118,19 @@ def verify(
         raise SignatureError("body is not UTF-8") from None
 
     when = datetime.fromtimestamp(int(timestamp), tz=UTC)
-    matched = False
+    matched: str | None = None
     for secret in secrets:
         expected = signer(secret).sign(msg_id=msg_id, timestamp=when, data=body_text)
         expected_bytes = base64.b64decode(expected.partition(",")[2])
         for candidate in offered:
-            matched |= hmac.compare_digest(expected_bytes, candidate)
-    if not matched:
+            # Every comparison is made, matched or not. The first matching secret in the
+            # configured order (the newest first, see docs/security.md) is the one named:
+            # a sender signing with old and new during a rotation counts for the new one.
+            if hmac.compare_digest(expected_bytes, candidate) and matched is None:
+                matched = secret
+    if matched is None:
         raise SignatureError("no matching signature")
-    return VerifiedMessage(id=msg_id, timestamp=int(timestamp))
+    return VerifiedMessage(id=msg_id, timestamp=int(timestamp), secret_fingerprint=fingerprint(matched))
 
 
 def is_valid_secret(secret: str) -> bool:

@@ -1,7 +1,9 @@
 from django.db import connection
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
@@ -11,6 +13,7 @@ from rest_framework.views import APIView
 
 from . import selectors, services
 from .authentication import APIKeyAuthentication, HasAPIKeyOrPublic, WebhookSignatureAuthentication
+from .database import replace_broken_connection
 from .models import Transaction
 from .serializers import (
     ErrorSerializer,
@@ -20,6 +23,7 @@ from .serializers import (
     TransactionWebhookSerializer,
     WebhookAcceptedSerializer,
 )
+from .signatures import VerifiedMessage
 
 EXAMPLE_WEBHOOK = {
     "transaction_id": "txn_abc123",
@@ -52,6 +56,7 @@ class HealthView(APIView):
             healthy = True
         except Exception:
             healthy = False
+            replace_broken_connection()  # so that the next check gets a working one
         return Response(
             {"status": "HEALTHY" if healthy else "UNHEALTHY", "current_time": _utc_now_iso()},
             status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -114,6 +119,16 @@ class TransactionWebhookView(APIView):
             "but the delivery count (a redelivery with different fields is flagged as a conflict)."
         ),
         request=TransactionWebhookSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Location",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[202],
+                description="Where the transaction's status can be read: "
+                "`/v1/transactions/{transaction_id}` (duplicates too).",
+            )
+        ],
         responses={
             202: WebhookAcceptedSerializer,
             400: _error("Malformed JSON, or an invalid field (named in `fields`)."),
@@ -140,8 +155,18 @@ class TransactionWebhookView(APIView):
         request.body  # noqa: B018
         serializer = TransactionWebhookSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = services.ingest_transaction(data=serializer.validated_data, payload=request.data)
-        return Response(WebhookAcceptedSerializer.represent(result), status=status.HTTP_202_ACCEPTED)
+        verified = request.auth if isinstance(request.auth, VerifiedMessage) else None
+        result = services.ingest_transaction(
+            data=serializer.validated_data,
+            payload=request.data,
+            secret_fingerprint=verified.secret_fingerprint if verified else "",
+        )
+        location = reverse("transaction-detail", kwargs={"transaction_id": result.transaction_id})
+        return Response(
+            WebhookAcceptedSerializer.represent(result),
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": location},
+        )
 
 
 class TransactionDetailView(APIView):

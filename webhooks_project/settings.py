@@ -3,10 +3,13 @@
 Every setting that differs between deployments is read from the environment here,
 and nowhere else. Defaults are the safe production choice; the one embedded default
 is SQLite, so a newcomer can run the service with nothing else installed.
-A `.env` file beside manage.py is read too (it never overrides the real environment).
+No `.env` file is read here: `make run` loads its local one through honcho, so tests
+and other commands never pick up a developer's local settings.
 """
 
+import sys
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 import environ
@@ -15,8 +18,6 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
 
 # --- Core -------------------------------------------------------------------------
 
@@ -27,7 +28,7 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
-            "(`make run` writes one into .env for local use)."
+            "(`make run` writes one into .env and runs the service with it)."
         )
     SECRET_KEY = "insecure-development-only-key"  # noqa: S105 (DEBUG only)
 
@@ -49,15 +50,26 @@ INSTALLED_APPS = [
     "django_q",
 ]
 
+# One chain for every request, webhooks included. What may refuse a request (plain http,
+# a Host not in ALLOWED_HOSTS: CommonMiddleware asks get_host()) comes first, before
+# WhiteNoise, so static files are refused to a foreign Host too. Sessions, CSRF, auth,
+# messages and axes cost a webhook little (~7%): its view never touches them, so they stay
+# lazy. Request metrics leave webhooks out (transactions/metrics.py).
 MIDDLEWARE = [
+    # First, so that everything after it sees the client's address (TRUSTED_PROXIES).
+    "transactions.proxies.TrustedProxyMiddleware",
+    "transactions.metrics.RequestMetricsBeforeMiddleware",
+    "transactions.log.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+    "transactions.metrics.RequestMetricsAfterMiddleware",
 ]
 
 ROOT_URLCONF = "webhooks_project.urls"
@@ -83,10 +95,19 @@ ADMIN_URL = env.str("DJANGO_ADMIN_URL", default="admin/").strip("/") + "/"
 
 # --- Database ---------------------------------------------------------------------
 
+
+def _served_by_greenlets() -> bool:
+    """True in a process gevent has monkeypatched (gunicorn's gevent worker)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("socket")
+
+
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 _db = DATABASES["default"]
+# Database connections per web worker process (gunicorn's gevent worker); see below.
+DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=16)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # Fail fast when the database is unreachable, so a webhook gets a quick 503
     # (and the sender retries) rather than a hung request.
@@ -107,6 +128,25 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
         "options", f"-c lock_timeout={env.int('DATABASE_LOCK_TIMEOUT_MS', default=5000)}"
     )
     _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    # Database connections one web worker process shares among its requests. gunicorn's
+    # gevent worker serves each connection in a greenlet of its own, and Django keeps a
+    # database connection per greenlet: without a pool, 1,000 clients would want 1,000
+    # connections. Each request takes one from the pool for as long as it runs (a client
+    # still sending its body holds none) and waits up to DATABASE_CONNECT_TIMEOUT for one.
+    # Processes without greenlets (qcluster, manage.py, tests) keep one persistent
+    # connection each and no pool: django-q2 forks its workers, and a pool does not
+    # survive a fork.
+    if _served_by_greenlets():
+        _db["OPTIONS"]["pool"] = {
+            "min_size": min(4, DATABASE_POOL_SIZE),
+            "max_size": DATABASE_POOL_SIZE,
+            "timeout": _db["OPTIONS"]["connect_timeout"],
+            # While the database is away the pool retries with growing pauses (1, 2, 4 s...).
+            # Giving up after this long, it starts afresh on the next request: the web
+            # reconnects within seconds of the database's return, however long it was away.
+            "reconnect_timeout": 5,
+        }
+        _db["CONN_MAX_AGE"] = 0  # the pool keeps the connections
     # Off: a health check is a second round trip on every webhook (~15% of its CPU time).
     # A webhook that meets a connection the database dropped is retried on a fresh one
     # (services._upsert); other requests answer 503 once and Django reconnects after.
@@ -194,11 +234,12 @@ SPECTACULAR_SETTINGS = {
 RETRY_AFTER_SECONDS = env.int("RETRY_AFTER_SECONDS", default=5)
 
 # --- Processing -------------------------------------------------------------------
-# The external call is simulated: it waits PROCESSING_DELAY_SECONDS. The other
-# numbers are derived from it so that they stay consistent when it changes.
+# Without PAYMENT_API_URL the external call is simulated: it waits
+# PROCESSING_DELAY_SECONDS. The other numbers are derived from it so that they stay
+# consistent when it changes.
 
 PROCESSING_DELAY_SECONDS = env.float("PROCESSING_DELAY_SECONDS", default=30.0)
-# Fraction (0..1) of external calls that fail, for tests and demos of the retry path.
+# Fraction (0..1) of simulated external calls that fail (retryable), for tests and demos of the retry path.
 PROCESSING_FAILURE_RATE = env.float("PROCESSING_FAILURE_RATE", default=0.0)
 # An external call that takes longer than this is abandoned and counted as failed.
 PROCESSING_CALL_TIMEOUT_SECONDS = env.float(
@@ -210,6 +251,17 @@ PROCESSING_CALL_TIMEOUT_SECONDS = env.float(
 PROCESSING_LEASE_SECONDS = env.float("PROCESSING_LEASE_SECONDS", default=PROCESSING_CALL_TIMEOUT_SECONDS + 15)
 if PROCESSING_LEASE_SECONDS <= PROCESSING_CALL_TIMEOUT_SECONDS:
     raise ImproperlyConfigured("PROCESSING_LEASE_SECONDS must exceed PROCESSING_CALL_TIMEOUT_SECONDS.")
+# The payment API processing calls: POST <url> with the transaction as JSON and an
+# Idempotency-Key header (transactions/payment_api.py). Unset: the simulated call.
+PAYMENT_API_URL = env.str("PAYMENT_API_URL", default="")
+# Caps on the calls to it, for the whole cluster (every qcluster on every host): calls
+# in flight at once, and calls started per second. 0: no cap.
+PAYMENT_API_MAX_CONCURRENCY = env.int("PAYMENT_API_MAX_CONCURRENCY", default=0)
+PAYMENT_API_MAX_RATE = env.float("PAYMENT_API_MAX_RATE", default=0.0)
+if PAYMENT_API_MAX_CONCURRENCY < 0 or PAYMENT_API_MAX_RATE < 0:
+    raise ImproperlyConfigured(
+        "PAYMENT_API_MAX_CONCURRENCY and PAYMENT_API_MAX_RATE must be 0 (no cap) or more."
+    )
 # External calls one worker process keeps in flight at most. A call is a wait, not
 # work: each costs a few kilobytes, so the default bounds a worker's memory, not its
 # speed. Capacity is QCLUSTER_WORKERS x this / call duration (README: Performance).
@@ -341,16 +393,29 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
 )
 
+# The reverse proxies in front of gunicorn (IPs or CIDR ranges, comma-separated). For a
+# request from one of them, the client is the right-most X-Forwarded-For address that is
+# not a trusted proxy (transactions/proxies.py); the /metrics rule for local scrapers and
+# the admin's login lockout use it. Empty (the default): X-Forwarded-For is ignored and
+# REMOTE_ADDR is the client, which is right only when nothing sits in front.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ip_network(_proxy, strict=False)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from error
+
 # Admin logins: after AXES_FAILURE_LIMIT failures for one username from one address,
 # that pair is locked out for the cool-off time (a 429), then may try again.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The address after TRUSTED_PROXIES, never a header a client can rotate.
+AXES_CLIENT_IP_CALLABLE = "transactions.proxies.client_address"
 AXES_RESET_ON_SUCCESS = True
 # Only the admin site's logins count; API requests never authenticate with passwords.
 AXES_ONLY_ADMIN_SITE = True
@@ -358,14 +423,6 @@ AXES_ONLY_ADMIN_SITE = True
 # --- Back office and operability (admin, logs, metrics) ---------------------------
 
 INSTALLED_APPS += ["django.contrib.humanize", "django_prometheus"]
-
-# Request ids and Prometheus' request metrics wrap everything else.
-MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "transactions.log.RequestIDMiddleware",
-    *MIDDLEWARE,
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
-]
 
 # A caller's X-Request-ID is kept (if sane) and echoed back; otherwise one is made.
 LOG_REQUEST_ID_HEADER = "HTTP_X_REQUEST_ID"
@@ -418,20 +475,3 @@ if DATABASE_PREPARED_STATEMENTS and _db["ENGINE"] == "django.db.backends.postgre
     # Django turns psycopg's prepared statements off (threshold None); the INSERT asks
     # for one explicitly. Django's own queries bind on the client and are never prepared.
     _db["OPTIONS"].setdefault("prepare_threshold", 5)
-
-# The middleware a webhook delivery runs through (webhooks_project/handlers.py): request
-# ids and the security headers. The admin's (sessions, auth, messages, CSRF, axes, static
-# files) would only cost it time, and so would django-prometheus' per-request metrics
-# (about a quarter of a webhook's CPU in gunicorn, docs/benchmarks.md): webhooks are
-# counted by the service's own webhooks_received_total / webhooks_rejected_total instead.
-# Same order as MIDDLEWARE, so each keeps its place relative to the others.
-WEBHOOK_MIDDLEWARE = [
-    m
-    for m in MIDDLEWARE
-    if m
-    in {
-        "transactions.log.RequestIDMiddleware",
-        "django.middleware.security.SecurityMiddleware",
-        "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    }
-]

@@ -25,6 +25,7 @@ from transactions.models import Status, Transaction
 
 PREFIX = "seed_"
 CURRENCIES = ["INR"] * 12 + ["USD"] * 6 + ["EUR"] * 4 + ["GBP"] * 2 + ["SGD", "AED", "JPY", "BRL"]
+COUNTRIES = ["IN", "US", "DE", "GB", "SG", "AE", "JP", "BR"]
 ERRORS = [
     "PaymentAPIError: simulated failure of the external payment API",
     "external call timed out after 45s",
@@ -68,6 +69,9 @@ def _rows(count: int, days: float, now: datetime, rng: random.Random) -> Iterato
             "destination_account": destination,
             "amount": float(amount),
             "currency": currency,
+            # Fields beyond the five the API needs, as real senders add: staff search by them.
+            "order_id": f"A-{run}-{i}",
+            "customer": {"country": rng.choice(COUNTRIES)},
         }
         deliveries = 1 if rng.random() < 0.9 else rng.randint(2, 6)
         conflict = deliveries > 1 and rng.random() < 0.02

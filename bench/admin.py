@@ -1,7 +1,7 @@
 """How many queries, and how long, the transactions admin takes on the current database.
 
     python manage.py seed_transactions --count 1000000   # once
-    python benchmarks/admin_changelist.py                # prints one line per page
+    python bench/admin.py                                # prints one line per page
 
 Run against PostgreSQL (DATABASE_URL). It logs in as a throwaway superuser, fetches
 each page a few times, and prints the query count and the best wall time; timings on
@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webhooks_project.settings")
@@ -34,7 +35,11 @@ ROUNDS = 3
 
 def main() -> None:
     base = f"/{settings.ADMIN_URL}transactions/transaction/"
-    some = Transaction.objects.order_by("-created_at").values("pk", "transaction_id", "source_account")[1000]
+    some = Transaction.objects.order_by("-created_at").values(
+        "pk", "transaction_id", "source_account", "payload"
+    )[1000]
+    # A rare value (one row, seeded rows carry a unique order_id) and a common one (~1/8).
+    order_id = some["payload"].get("order_id", "A-none")
     pages = {
         "list, unfiltered": base,
         "list, status=FAILED": base + "?status=FAILED",
@@ -44,6 +49,8 @@ def main() -> None:
         "list, conflicts": base + "?has_conflict__exact=1",
         "list, search by account": base + f"?q={some['source_account']}",
         "list, search by transaction id": base + f"?q={some['transaction_id']}",
+        "list, search payload (1 row)": base + "?" + urlencode({"q": f"order_id={order_id}"}),
+        "list, search payload (common)": base + "?" + urlencode({"q": "customer.country=DE"}),
         "list, page 200": base + "?p=200",
         "detail": base + f"{some['pk']}/change/",
     }
