@@ -9,6 +9,8 @@ fresh PostgreSQL database (webhooks_bench), listening on 127.0.0.1 only, and mea
 3. ingestion: wrk, 32 connections, unique transaction ids, for a bounded duration:
    throughput, p50/p99/max latency, errors (non-2xx included), and that every webhook
    answered 2xx is stored.
+4. with `--purge-rows N`, instead: N old PROCESSED rows purged by `manage.py purge_transactions`
+   while webhooks arrive at `--purge-rate` a second (ingestion latency, purge speed, lock waits).
 
 Everything it starts is stopped at the end (by PID, process group of its own).
 Options: `python bench/run.py --help`; via make: `make bench BENCH_ARGS="--duration 60"`.
@@ -17,6 +19,7 @@ Options: `python bench/run.py --help`; via make: `make bench BENCH_ARGS="--durat
 import argparse
 import json
 import os
+import re
 import resource
 import secrets
 import shutil
@@ -490,6 +493,164 @@ def sustained(service: Service, db: Db, args: argparse.Namespace, out_dir: Path,
     }
 
 
+# Old PROCESSED rows for the purge phase: 60 days old and older, one a second, inserted
+# by PostgreSQL itself (a minute or two for a million), as a long-running service has them.
+SEED_OLD_PROCESSED = """
+    INSERT INTO transactions_transaction
+        (id, transaction_id, source_account, destination_account, amount, currency, status,
+         payload, attempts, created_at, next_attempt_at, processed_at)
+    SELECT gen_random_uuid(), 'old_' || g, 'acc_user_' || g %% 50000, 'acc_merchant_' || g %% 2000,
+        1 + g %% 5000, 'INR', 'PROCESSED',
+        jsonb_build_object('transaction_id', 'old_' || g, 'source_account', 'acc_user_' || g %% 50000,
+            'destination_account', 'acc_merchant_' || g %% 2000, 'amount', 1 + g %% 5000, 'currency', 'INR'),
+        1, at, at, at + interval '30 seconds'
+    FROM generate_series(1, %s) g, LATERAL (SELECT now() - interval '60 days' - g * interval '1 second') t(at)
+"""
+
+
+class LockSampler(threading.Thread):
+    """Every 0.5 s: the longest a statement of this database has been waiting for a lock,
+    and the table lock modes held on the transactions table."""
+
+    def __init__(self, url: str, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.db, self.interval = Db(url), interval
+        self.longest_wait = 0.0
+        self.samples = self.samples_with_waits = 0
+        self.table_lock_modes: set[str] = set()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            waiting = self.db.value(
+                "SELECT COALESCE(max(EXTRACT(EPOCH FROM clock_timestamp() - query_start)), 0) "
+                "FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            self.table_lock_modes.update(
+                self.db.column(
+                    # Table locks only: an 'extend' lock (growing the file) is held for
+                    # microseconds by whoever inserts.
+                    "SELECT DISTINCT mode FROM pg_locks WHERE locktype = 'relation' "
+                    "AND relation = 'transactions_transaction'::regclass AND granted"
+                )
+            )
+            self.samples += 1
+            self.samples_with_waits += waiting > 0
+            self.longest_wait = max(self.longest_wait, float(waiting))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def steady_wrk(wrk: str, service: Service, args: argparse.Namespace, out_dir: Path, tag: str, seconds: int):
+    per_thread = args.purge_rate / args.threads
+    return subprocess.Popen(
+        [
+            wrk, f"-t{args.threads}", f"-c{args.sustained_connections}", f"-d{seconds}s", "--timeout", "5s",
+            "-s", str(HERE / "steady.lua"), service.url("/"), "--", tag, str(out_dir), f"{per_thread:g}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+
+
+def wrk_result(proc: subprocess.Popen, timeout: float) -> dict[str, Any]:
+    output, _ = proc.communicate(timeout=timeout)
+    line = next((ln for ln in output.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{output}")
+    return json.loads(line.removeprefix("BENCH_JSON "))
+
+
+def purge(service: Service, db: Db, args: argparse.Namespace, out_dir: Path, wrk: str) -> dict[str, Any]:
+    """Retention under load: `manage.py purge_transactions` deletes --purge-rows old
+    PROCESSED rows while webhooks arrive at --purge-rate a second."""
+    rows = args.purge_rows
+    log(f"purge: seeding {rows} PROCESSED rows 60+ days old")
+    started = time.monotonic()
+    db.conn.execute(SEED_OLD_PROCESSED, (rows,))
+    # As on a table that has lived for 60 days: vacuumed, with fresh statistics.
+    db.conn.execute("VACUUM ANALYZE transactions_transaction")
+    log(f"purge: seeded in {time.monotonic() - started:.0f}s")
+
+    if args.quiet_wait:
+        log(f"waiting up to {args.quiet_wait:g}s for the machine to be quiet (other work)")
+        log(f"machine CPU busy before the run: {wait_for_quiet(args.quiet_wait):.0f}%")
+    log(f"purge: baseline, {args.purge_rate}/s for {args.purge_baseline}s without a purge")
+    baseline = wrk_result(
+        steady_wrk(wrk, service, args, out_dir, "base", args.purge_baseline), args.purge_baseline + 60
+    )
+    log(f"purge: {args.purge_rate}/s offered while `purge_transactions --older-than 30d` runs")
+    locks = LockSampler(args.database_url)
+    load = steady_wrk(wrk, service, args, out_dir, "purge", args.purge_max_seconds)
+    locks.start()
+    time.sleep(5)  # the load is steady before the purge starts
+    done = subprocess.run(
+        [sys.executable, "manage.py", "purge_transactions", "--older-than", "30d"],
+        cwd=ROOT, env=service.env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    # Timed by the command itself: Django's start-up is not the purge.
+    purge_seconds = float(re.search(r"in ([0-9.]+) s\.", done.stdout)[1])
+    time.sleep(2)
+    load.send_signal(signal.SIGINT)  # wrk stops and reports what it measured so far
+    during = wrk_result(load, 60)
+    locks.stop()
+    left = db.value("SELECT count(*) FROM transactions_transaction WHERE transaction_id LIKE 'old\\_%%'")
+    acked = acknowledged_ids(out_dir, "purge") | acknowledged_ids(out_dir, "base")
+    stored = set(
+        db.column(
+            "SELECT transaction_id FROM transactions_transaction "
+            "WHERE transaction_id LIKE 'purge\\_%%' OR transaction_id LIKE 'base\\_%%'"
+        )
+    )
+    deleted = rows - left
+    return {
+        "rows": rows,
+        "deleted": deleted,
+        "left": left,
+        "command_output": done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "",
+        "purge_seconds": round(purge_seconds, 1),
+        "rows_per_second": round(deleted / max(purge_seconds, 1e-9)),
+        "baseline": baseline,
+        "during": during,
+        "longest_lock_wait_ms": round(1000 * locks.longest_wait, 1),
+        "samples": locks.samples,
+        "samples_with_lock_waits": locks.samples_with_waits,
+        "table_lock_modes": sorted(locks.table_lock_modes),
+        "acknowledged": len(acked),
+        "acknowledged_not_stored": len(acked - stored),
+    }
+
+
+def print_purge(result: dict[str, Any], rate: int) -> None:
+    r = result
+
+    def latency(load: dict[str, Any]) -> str:
+        seconds = load["duration_us"] / 1e6
+        return (
+            f"{load['ok'] / seconds:.0f}/s accepted over {seconds:.0f}s, {error_count(load)} errors; "
+            f"p50 {load['p50_us'] / 1000:.1f} ms, p99 {load['p99_us'] / 1000:.1f} ms, "
+            f"max {load['max_us'] / 1000:.1f} ms"
+        )
+
+    print("\n================ retention purge under load ================")
+    print(
+        f"purge: {r['deleted']} of {r['rows']} old PROCESSED rows deleted in {r['purge_seconds']}s "
+        f"= {r['rows_per_second']} rows/s ({r['left']} left); {r['command_output']}"
+    )
+    print(f"ingestion at {rate}/s offered, before the purge: {latency(r['baseline'])}")
+    print(f"ingestion at {rate}/s offered, during the purge: {latency(r['during'])}")
+    print(
+        f"locks: longest wait seen {r['longest_lock_wait_ms']} ms ({r['samples_with_lock_waits']} of "
+        f"{r['samples']} samples every 0.5 s saw a statement waiting); table locks held on "
+        f"transactions_transaction: {', '.join(r['table_lock_modes'])}"
+    )
+    print(f"durability: {r['acknowledged']} acknowledged, {r['acknowledged_not_stored']} of them not stored")
+    print("============================================================")
+
+
 def external_call_starts(log_paths: list[Path]) -> dict[str, int]:
     """External calls started per idempotency key, from the qclusters' call logs."""
     calls: dict[str, int] = {}
@@ -791,6 +952,16 @@ def main() -> int:
     parser.add_argument("--sustained-connections", type=int, default=64)
     parser.add_argument("--qclusters", type=int, default=1, help="qcluster processes (scale-out)")
     parser.add_argument(
+        "--purge-rows",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the other phases: purge N old PROCESSED rows while webhooks arrive at --purge-rate",
+    )
+    parser.add_argument("--purge-rate", type=int, default=500, help="webhooks/s offered during the purge")
+    parser.add_argument("--purge-baseline", type=int, default=20, help="seconds of load before the purge")
+    parser.add_argument("--purge-max-seconds", type=int, default=1800, help="the longest the purge may take")
+    parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="extra service setting (repeatable)"
     )
     args = parser.parse_args()
@@ -798,7 +969,9 @@ def main() -> int:
     if args.sustained:
         args.burst, args.skip_single, args.skip_ingestion = 0, True, True
         args.drain_timeout = max(args.drain_timeout, 300)
-    wrk = None if args.skip_ingestion and not args.sustained else ensure_wrk()
+    if args.purge_rows:
+        args.burst, args.skip_single, args.skip_ingestion = 0, True, True
+    wrk = None if args.skip_ingestion and not (args.sustained or args.purge_rows) else ensure_wrk()
     if args.profile and not (BIN / "py-spy").exists():
         # Only for --profile, so not in requirements.txt (CI never needs it).
         subprocess.run([str(BIN / "pip"), "install", "--quiet", "py-spy==0.4.3"], check=True)
@@ -820,7 +993,7 @@ def main() -> int:
     log(f"fresh database {args.database_url}; logs in {out_dir}")
     recreate_database(args.database_url)
     service = Service(args.database_url, out_dir, extra_env)
-    burst_result = single_seconds = ing = steady = None
+    burst_result = single_seconds = ing = steady = purged = None
     try:
         service.manage("migrate", "--noinput", "--verbosity", "0")
         service.manage("collectstatic", "--noinput", "--verbosity", "0")
@@ -839,6 +1012,8 @@ def main() -> int:
             log(f"single webhook processed in {single_seconds:.2f}s")
         if args.sustained:
             steady = sustained(service, db, args, out_dir, wrk)
+        if args.purge_rows:
+            purged = purge(service, db, args, out_dir, wrk)
         if not args.skip_ingestion:
             profile_pid = service.web_workers()[0] if args.profile else None
             ing = ingestion(wrk, service, db, args, out_dir, profile_pid)
@@ -848,12 +1023,18 @@ def main() -> int:
     print_report(setup, burst_result, single_seconds, ing)
     if steady:
         print_sustained(steady)
+    if purged:
+        print_purge(purged, args.purge_rate)
     failed = (
-        ing is not None
-        and (ing["acknowledged_not_stored"] > 0 or ing["acknowledged"] != ing["acknowledged_expected"])
-    ) or (
-        steady is not None
-        and (steady["acknowledged_not_stored"] > 0 or steady["transactions_called_more_than_once"] > 0)
+        (
+            ing is not None
+            and (ing["acknowledged_not_stored"] > 0 or ing["acknowledged"] != ing["acknowledged_expected"])
+        )
+        or (purged is not None and (purged["acknowledged_not_stored"] > 0 or purged["left"] > 0))
+        or (
+            steady is not None
+            and (steady["acknowledged_not_stored"] > 0 or steady["transactions_called_more_than_once"] > 0)
+        )
     )
     return 1 if failed else 0
 

@@ -301,6 +301,7 @@ def _summary() -> dict[str, Any]:
         "lag_p50": None if lag.p50 is None else _human_seconds(lag.p50),
         "lag_p99": None if lag.p99 is None else _human_seconds(lag.p99),
         "lag_window": _human_seconds(selectors.LAG_WINDOW_SECONDS),
+        "retention": f"deleted after {days} days" if (days := settings.RETENTION_DAYS) else "kept forever",
         "secrets": [
             {
                 "use": use,

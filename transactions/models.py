@@ -1,4 +1,5 @@
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +50,11 @@ class TransactionQuerySet(models.QuerySet):
     def retryable(self) -> "TransactionQuerySet":
         """What staff may send back for processing: FAILED, or stuck."""
         return self.filter(status=Status.FAILED) | self.stuck()
+
+    def purgeable(self, *, older_than: datetime) -> "TransactionQuerySet":
+        """PROCESSED before `older_than`: what retention deletes (read from txn_processed_idx).
+        FAILED and PROCESSING rows have no processed_at, so they are never among them."""
+        return self.filter(status=Status.PROCESSED, processed_at__lt=older_than)
 
 
 class Transaction(models.Model):

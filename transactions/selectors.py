@@ -224,6 +224,11 @@ def readiness() -> dict[str, str]:
     return {"database": "ok", "migrations": f"{len(unapplied)} unapplied" if unapplied else "ok"}
 
 
+def purgeable_count(*, older_than: datetime) -> int:
+    """How many transactions retention would delete now (an index range count)."""
+    return Transaction.objects.purgeable(older_than=older_than).count()
+
+
 def payload_has(*, keys: Sequence[str], value: str) -> Q:
     """The payload holds `value` at the path `keys`, as a string or, if it reads as one, a number.
 

@@ -8,11 +8,12 @@ by the holder of the current claim, so a status never moves backwards.
 import json
 import logging
 import math
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -330,3 +331,50 @@ def retry_transactions(*, pks: Iterable[Any]) -> int:
         logger.info("staff sent %d transaction(s) back for processing", count)
         transaction.on_commit(worker.wake_workers)
     return count
+
+
+def purge_processed_transactions(
+    *,
+    older_than: datetime,
+    batch_size: int,
+    pause_seconds: float = 0.0,
+    max_seconds: float | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Delete the transactions PROCESSED before `older_than`, oldest first; how many went.
+
+    FAILED and PROCESSING rows are never touched. Each batch of `batch_size` rows is a
+    transaction of its own, followed by a pause, so that ingestion and autovacuum keep
+    up: a DELETE takes a ROW EXCLUSIVE table lock, which inserts never wait for, and
+    row locks on its batch alone. Rows someone else has locked are skipped, not waited
+    for. Stops early after `max_seconds`, or when `stop()` says so; the rest is left
+    for the next run.
+    """
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    deleted = 0
+    # Each batch starts where the last one ended, rather than rescanning the index
+    # entries of rows already deleted (dead until vacuum removes them).
+    resume_at: datetime | None = None
+    while True:
+        candidates = Transaction.objects.purgeable(older_than=older_than)
+        if resume_at is not None:
+            candidates = candidates.filter(processed_at__gte=resume_at)
+        with transaction.atomic():
+            batch = list(
+                candidates.order_by("processed_at")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", "processed_at")[:batch_size]
+            )
+            if batch:
+                count, _ = Transaction.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
+                deleted += count
+        if len(batch) < batch_size:
+            break
+        resume_at = batch[-1][1]
+        if stop() or (deadline is not None and time.monotonic() >= deadline):
+            logger.info("retention: stopped after %d deletions; the next run goes on", deleted)
+            break
+        time.sleep(pause_seconds)
+    if deleted:
+        logger.info("retention: deleted %d transactions PROCESSED before %s", deleted, older_than.isoformat())
+    return deleted

@@ -35,11 +35,13 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from multiprocessing.synchronize import Event
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.utils import timezone
 from django_q.brokers import Broker, get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task
@@ -50,6 +52,11 @@ logger = logging.getLogger(__name__)
 
 PROCESS_TASK = "transactions.worker.process_due_transactions"
 SWEEP_SCHEDULE_NAME = "transactions: sweep for due transactions"
+PURGE_TASK = "transactions.worker.purge_expired_transactions"
+RETENTION_SCHEDULE_NAME = "transactions: delete PROCESSED transactions past retention"
+# Each run deletes what has aged past retention since the last one: at 1,000 webhooks/s,
+# 600,000 rows, a minute or two of batches.
+RETENTION_INTERVAL_MINUTES = 10
 
 # How many claims one statement takes: big enough that bookkeeping is a few statements
 # a second at any rate, small enough that one batch's lease is never held idle for long.
@@ -128,6 +135,39 @@ def ensure_sweep_schedule() -> None:
     Schedule.objects.update_or_create(
         name=SWEEP_SCHEDULE_NAME,
         defaults={"func": PROCESS_TASK, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
+    )
+
+
+def ensure_retention_schedule() -> None:
+    """Create (or repair) the retention schedule when RETENTION_DAYS is set, and remove it
+    when it is not; run by `qcluster` at start, like the sweep."""
+    if settings.RETENTION_DAYS is None:
+        Schedule.objects.filter(name=RETENTION_SCHEDULE_NAME).delete()
+        return
+    Schedule.objects.update_or_create(
+        name=RETENTION_SCHEDULE_NAME,
+        defaults={
+            "func": PURGE_TASK,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": RETENTION_INTERVAL_MINUTES,
+            "repeats": -1,
+        },
+    )
+
+
+def purge_expired_transactions() -> int:
+    """The retention task: delete PROCESSED transactions older than RETENTION_DAYS."""
+    if settings.RETENTION_DAYS is None:
+        return 0  # turned off since the schedule was made; the next qcluster start removes it
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
+    return services.purge_processed_transactions(
+        older_than=timezone.now() - timedelta(days=settings.RETENTION_DAYS),
+        batch_size=settings.RETENTION_BATCH_SIZE,
+        pause_seconds=settings.RETENTION_BATCH_PAUSE_SECONDS,
+        # Ends before django-q2 would kill it (timeout) and before the next run is due.
+        max_seconds=min(settings.Q_CLUSTER["timeout"] - 30, RETENTION_INTERVAL_MINUTES * 60 - 60),
+        stop=stop_requested,
     )
 
 

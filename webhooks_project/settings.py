@@ -313,6 +313,25 @@ Q_CLUSTER = {
     "label": "Task queue",
 }
 
+# --- Retention --------------------------------------------------------------------
+# PROCESSED transactions are deleted this many days after their processed_at, by a
+# schedule qcluster creates at start (docs/operations.md: Retention). Unset: kept for
+# ever. FAILED and PROCESSING transactions are never deleted automatically.
+_retention_days = env.str("RETENTION_DAYS", default="")
+RETENTION_DAYS = int(_retention_days) if _retention_days.strip().isdigit() else None
+if _retention_days.strip() and not (RETENTION_DAYS and RETENTION_DAYS >= 1):
+    raise ImproperlyConfigured(
+        "RETENTION_DAYS must be a whole number of days, 1 or more (unset: keep for ever)."
+    )
+# Rows one DELETE removes, and the pause after each: short transactions that leave
+# room for ingestion and autovacuum (docs/performance.md: Retention).
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
+RETENTION_BATCH_PAUSE_SECONDS = env.float("RETENTION_BATCH_PAUSE_SECONDS", default=0.05)
+if RETENTION_BATCH_SIZE < 1 or RETENTION_BATCH_PAUSE_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "RETENTION_BATCH_SIZE must be 1 or more, RETENTION_BATCH_PAUSE_SECONDS 0 or more."
+    )
+
 # --- Logging ----------------------------------------------------------------------
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

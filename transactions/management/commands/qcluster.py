@@ -78,6 +78,7 @@ class Command(qcluster.Command):
 
     def handle(self, *args: Any, **options: Any) -> None:
         worker.ensure_sweep_schedule()
+        worker.ensure_retention_schedule()
         # No connection may cross the fork: a child closing its copy would end ours.
         connections.close_all()
         worker.install_stop_event()
