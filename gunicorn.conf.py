@@ -3,7 +3,13 @@
 import gc
 import os
 import socket
+import sys
+from pathlib import Path
 from typing import Any
+
+# The project's own modules, whatever directory gunicorn was started from (--chdir).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from webhooks_project import settings as service
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
@@ -27,7 +33,7 @@ keepalive = 5
 # over them. On one shared socket, the first worker to wake takes a whole burst of new
 # connections and, as they are kept alive, serves them on one core while the others idle
 # (measured: all 32 of the benchmark's connections on one worker, ~800 webhooks/s instead
-# of ~1,350; tests/test_web_server.py).
+# of ~1,350; tests/test_web_workers.py).
 reuse_port = True
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
@@ -37,33 +43,27 @@ preload_app = False
 # instances on one host (tests, benchmarks) would fight over; we do not use it.
 control_socket_disable = True
 
-# gunicorn's own lines in the same shape as the service's (see LOG_FORMAT in settings.py).
-_debug = os.environ.get("DJANGO_DEBUG", "0").lower() in ("1", "true", "yes", "on")
-if os.environ.get("LOG_FORMAT", "text" if _debug else "json") == "json":
-    _handler = {"class": "logging.StreamHandler", "formatter": "json"}
-    logconfig_dict = {
-        "formatters": {
-            "json": {
-                "()": "pythonjsonlogger.json.JsonFormatter",
-                "format": "%(levelname)s %(name)s %(process)d %(message)s",
-                "rename_fields": {"levelname": "level", "name": "logger"},
-                "timestamp": "time",
-            }
+# gunicorn's own lines in the same shape as the service's: the settings module is read
+# here as a plain module (the environment, parsed in one place), not as Django's settings.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": service.LOGGING["filters"],
+    "formatters": service.LOGGING["formatters"],
+    "handlers": {
+        "console": {**service.LOGGING["handlers"]["console"], "stream": "ext://sys.stdout"},
+        "error_console": {**service.LOGGING["handlers"]["console"], "stream": "ext://sys.stderr"},
+    },
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+        # Off unless GUNICORN_ACCESS_LOG asks for it.
+        "gunicorn.access": {
+            "level": "INFO" if accesslog else "WARNING",
+            "handlers": ["console"],
+            "propagate": False,
         },
-        "handlers": {
-            "console": {**_handler, "stream": "ext://sys.stdout"},
-            "error_console": {**_handler, "stream": "ext://sys.stderr"},
-        },
-        "loggers": {
-            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
-            # Off unless GUNICORN_ACCESS_LOG asks for it, as without this dict.
-            "gunicorn.access": {
-                "level": "INFO" if accesslog else "WARNING",
-                "handlers": ["console"],
-                "propagate": False,
-            },
-        },
-    }
+    },
+}
 
 
 def on_starting(server: Any) -> None:  # gunicorn.arbiter.Arbiter

@@ -10,17 +10,13 @@ prometheus_client then keeps each process's values in files there and /metrics a
 them up. Without it, each process counts alone (fine for one process).
 """
 
-import functools
 import hmac
 import logging
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django_prometheus.middleware import PrometheusAfterMiddleware, PrometheusBeforeMiddleware
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -33,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import selectors
-from .proxies import client_address
+from .middleware import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -158,43 +154,3 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         registry = REGISTRY
     body = generate_latest(registry) + generate_latest(_database_registry)
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
-
-
-# django-prometheus' per-request metrics (django_http_*) for every request but webhook
-# deliveries, which webhooks_received_total / webhooks_rejected_total count instead: for a
-# webhook they cost about 15% of its CPU time (180 of 1,300 µs, bench/webhook_cpu.py).
-
-
-@functools.cache
-def _webhook_path() -> str:
-    return reverse("webhook")
-
-
-def _is_webhook(request: HttpRequest) -> bool:
-    return request.path_info == _webhook_path()
-
-
-class RequestMetricsBeforeMiddleware(PrometheusBeforeMiddleware):
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        if _is_webhook(request):
-            return self.get_response(request)
-        return super().__call__(request)
-
-
-class RequestMetricsAfterMiddleware(PrometheusAfterMiddleware):
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        if _is_webhook(request):
-            return self.get_response(request)
-        return super().__call__(request)
-
-    # Django calls these three itself, outside __call__.
-    def process_view(self, request: HttpRequest, view_func: Callable, *args: Any, **kwargs: Any) -> None:
-        if not _is_webhook(request):
-            super().process_view(request, view_func, *args, **kwargs)
-
-    def process_template_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        return response if _is_webhook(request) else super().process_template_response(request, response)
-
-    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
-        if not _is_webhook(request):
-            super().process_exception(request, exception)

@@ -15,6 +15,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from transactions.signatures import is_valid_secret  # no Django imports in it
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -42,12 +44,16 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.humanize",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "django_q",
+    "django_prometheus",
 ]
 
 # One chain for every request, webhooks included. What may refuse a request (plain http,
@@ -57,8 +63,8 @@ INSTALLED_APPS = [
 # lazy. Request metrics leave webhooks out (transactions/metrics.py).
 MIDDLEWARE = [
     # First, so that everything after it sees the client's address (TRUSTED_PROXIES).
-    "transactions.proxies.TrustedProxyMiddleware",
-    "transactions.metrics.RequestMetricsBeforeMiddleware",
+    "transactions.middleware.TrustedProxyMiddleware",
+    "transactions.middleware.RequestMetricsBeforeMiddleware",
     "transactions.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -69,7 +75,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
-    "transactions.metrics.RequestMetricsAfterMiddleware",
+    "transactions.middleware.RequestMetricsAfterMiddleware",
 ]
 
 ROOT_URLCONF = "webhooks_project.urls"
@@ -108,6 +114,9 @@ DATABASES = {
 _db = DATABASES["default"]
 # Database connections per web worker process (gunicorn's gevent worker); see below.
 DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=16)
+# Off behind a pooler that cannot keep prepared statements (PgBouncer < 1.21 in
+# transaction mode).
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # Fail fast when the database is unreachable, so a webhook gets a quick 503
     # (and the sender retries) rather than a hung request.
@@ -151,6 +160,11 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     # A webhook that meets a connection the database dropped is retried on a fresh one
     # (services._upsert); other requests answer 503 once and Django reconnects after.
     _db["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
+    # Django turns psycopg's prepared statements off (threshold None); the webhook's
+    # INSERT asks for one explicitly (transactions/prepared.py), planned once per
+    # connection. Django's own queries bind on the client and are never prepared.
+    if DATABASE_PREPARED_STATEMENTS:
+        _db["OPTIONS"].setdefault("prepare_threshold", 5)
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the workers write at the same time: WAL lets readers go on,
     # IMMEDIATE transactions and a busy timeout make writers queue instead of failing.
@@ -181,7 +195,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` writes (and WhiteNoise serves from); tests use a temporary one.
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -207,7 +222,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "transactions.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "transactions.openapi.TaggedAutoSchema",
 }
 
 # OpenAPI schema at /api/schema/, browsable docs at /api/docs/ (assets served locally).
@@ -232,6 +247,72 @@ SPECTACULAR_SETTINGS = {
 
 # Seconds a sender is told to wait before retrying when the database is unavailable.
 RETRY_AFTER_SECONDS = env.int("RETRY_AFTER_SECONDS", default=5)
+
+# --- Security ---------------------------------------------------------------------
+# docs/security.md. Defaults are the production choice; `make run`'s .env relaxes what
+# plain http on localhost needs.
+
+# Standard Webhooks secrets (`whsec_...`), comma-separated: a webhook signed with any of
+# them is accepted, so a secret can be rotated without downtime; the first one signs
+# `manage.py send_webhook`. Unset: unsigned webhooks are accepted (and warned about).
+WEBHOOK_SECRETS = env.list("WEBHOOK_SECRETS", default=[])
+for _secret in WEBHOOK_SECRETS:
+    if not is_valid_secret(_secret):
+        raise ImproperlyConfigured(
+            "WEBHOOK_SECRETS must hold whsec_<base64 of 24+ random bytes> secrets, comma-separated "
+            "(`python manage.py send_webhook --new-secret` makes one)."
+        )
+# A signed webhook whose timestamp is further than this from now is refused as a replay.
+WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=5 * 60)
+
+# GET /v1/transactions/{id} needs an API key (`Authorization: Bearer <key>`, keys made by
+# staff in the admin) unless this opens it to everyone (local development, demos).
+STATUS_API_PUBLIC = env.bool("STATUS_API_PUBLIC", default=False)
+
+# Served over HTTPS, directly or behind a TLS-terminating proxy: plain-http requests are
+# redirected (except the health check at /, which load balancers probe over http),
+# cookies are secure-only, and browsers are told to use https only (HSTS).
+HTTPS = env.bool("DJANGO_HTTPS", default=True)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^$"]
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=True)
+# The header by which the TLS proxy says the client used https. The proxy must set (or
+# strip) it on every request; set it empty when nothing sits in front of gunicorn.
+_proxy_ssl_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="X-Forwarded-Proto")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+
+# The reverse proxies in front of gunicorn (IPs or CIDR ranges, comma-separated). For a
+# request from one of them, the client is the right-most X-Forwarded-For address that is
+# not a trusted proxy (transactions/middleware.py); the /metrics rule for local scrapers and
+# the admin's login lockout use it. Empty (the default): X-Forwarded-For is ignored and
+# REMOTE_ADDR is the client, which is right only when nothing sits in front.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ip_network(_proxy, strict=False)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from error
+
+# Admin logins: after AXES_FAILURE_LIMIT failures for one username from one address,
+# that pair is locked out for the cool-off time (a 429), then may try again.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The address after TRUSTED_PROXIES, never a header a client can rotate.
+AXES_CLIENT_IP_CALLABLE = "transactions.middleware.client_address"
+AXES_RESET_ON_SUCCESS = True
+# Only the admin site's logins count; API requests never authenticate with passwords.
+AXES_ONLY_ADMIN_SITE = True
 
 # --- Processing -------------------------------------------------------------------
 # Without PAYMENT_API_URL the external call is simulated: it waits
@@ -335,13 +416,29 @@ if RETENTION_BATCH_SIZE < 1 or RETENTION_BATCH_PAUSE_SECONDS < 0:
 # --- Logging ----------------------------------------------------------------------
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# One JSON object per line in production; readable text in development. gunicorn's own
+# lines take the same shape (gunicorn.conf.py reads LOG_FORMAT and LOGGING from here).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'text'.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "transactions.log.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+        "text": {
+            "format": "%(asctime)s %(levelname)s %(name)s %(process)d [%(request_id)s] %(message)s",
+        },
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(levelname)s %(name)s %(process)d %(request_id)s %(transaction_id)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",  # ISO 8601, UTC
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "transactions": {"level": LOG_LEVEL},
@@ -350,106 +447,7 @@ LOGGING = {
     },
 }
 
-# --- Security ---------------------------------------------------------------------
-# See the README's "Security" section. Defaults are the production choice; `make run`
-# writes a .env that relaxes what plain http on localhost needs.
-
-# Standard Webhooks secrets (`whsec_...`), comma-separated: a webhook signed with any of
-# them is accepted, so a secret can be rotated without downtime; the first one signs
-# `manage.py send_webhook`. Unset: unsigned webhooks are accepted (and warned about).
-WEBHOOK_SECRETS = env.list("WEBHOOK_SECRETS", default=[])
-from transactions.signatures import is_valid_secret  # noqa: E402 (no Django imports in it)
-
-for _secret in WEBHOOK_SECRETS:
-    if not is_valid_secret(_secret):
-        raise ImproperlyConfigured(
-            "WEBHOOK_SECRETS must hold whsec_<base64 of 24+ random bytes> secrets, comma-separated "
-            "(`python manage.py send_webhook --new-secret` makes one)."
-        )
-# A signed webhook whose timestamp is further than this from now is refused as a replay.
-WEBHOOK_TOLERANCE_SECONDS = env.int("WEBHOOK_TOLERANCE_SECONDS", default=5 * 60)
-
-# GET /v1/transactions/{id} needs an API key (`Authorization: Bearer <key>`, keys made by
-# staff in the admin) unless this opens it to everyone (local development, demos).
-STATUS_API_PUBLIC = env.bool("STATUS_API_PUBLIC", default=False)
-
-INSTALLED_APPS += ["rest_framework_api_key", "axes"]
-
-# Served over HTTPS, directly or behind a TLS-terminating proxy: plain-http requests are
-# redirected (except the health check at /, which load balancers probe over http),
-# cookies are secure-only, and browsers are told to use https only (HSTS).
-HTTPS = env.bool("DJANGO_HTTPS", default=True)
-SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=HTTPS)
-SECURE_REDIRECT_EXEMPT = [r"^$"]
-SESSION_COOKIE_SECURE = HTTPS
-CSRF_COOKIE_SECURE = HTTPS
-SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS else 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
-SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=True)
-# The header by which the TLS proxy says the client used https. The proxy must set (or
-# strip) it on every request; set it empty when nothing sits in front of gunicorn.
-_proxy_ssl_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="X-Forwarded-Proto")
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
-)
-
-# The reverse proxies in front of gunicorn (IPs or CIDR ranges, comma-separated). For a
-# request from one of them, the client is the right-most X-Forwarded-For address that is
-# not a trusted proxy (transactions/proxies.py); the /metrics rule for local scrapers and
-# the admin's login lockout use it. Empty (the default): X-Forwarded-For is ignored and
-# REMOTE_ADDR is the client, which is right only when nothing sits in front.
-TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
-for _proxy in TRUSTED_PROXIES:
-    try:
-        ip_network(_proxy, strict=False)
-    except ValueError as error:
-        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from error
-
-# Admin logins: after AXES_FAILURE_LIMIT failures for one username from one address,
-# that pair is locked out for the cool-off time (a 429), then may try again.
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
-AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
-AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-# The address after TRUSTED_PROXIES, never a header a client can rotate.
-AXES_CLIENT_IP_CALLABLE = "transactions.proxies.client_address"
-AXES_RESET_ON_SUCCESS = True
-# Only the admin site's logins count; API requests never authenticate with passwords.
-AXES_ONLY_ADMIN_SITE = True
-
-# --- Back office and operability (admin, logs, metrics) ---------------------------
-
-INSTALLED_APPS += ["django.contrib.humanize", "django_prometheus"]
-
-# A caller's X-Request-ID is kept (if sane) and echoed back; otherwise one is made.
-LOG_REQUEST_ID_HEADER = "HTTP_X_REQUEST_ID"
-REQUEST_ID_RESPONSE_HEADER = "X-Request-ID"
-NO_REQUEST_ID = "-"
-
-# One JSON object per line in production; readable text in development.
-LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
-if LOG_FORMAT not in ("json", "text"):
-    raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'text'.")
-LOGGING["filters"] = {"context": {"()": "transactions.log.ContextFilter"}}
-LOGGING["formatters"] = {
-    "text": {
-        "format": "%(asctime)s %(levelname)s %(name)s %(process)d [%(request_id)s] %(message)s",
-    },
-    "json": {
-        "()": "pythonjsonlogger.json.JsonFormatter",
-        "format": "%(levelname)s %(name)s %(process)d %(request_id)s %(transaction_id)s %(message)s",
-        "rename_fields": {"levelname": "level", "name": "logger"},
-        "timestamp": "time",  # ISO 8601, UTC
-    },
-}
-LOGGING["handlers"]["console"] = {
-    "class": "logging.StreamHandler",
-    "formatter": LOG_FORMAT,
-    "filters": ["context"],
-}
+# --- Metrics ----------------------------------------------------------------------
 
 # /metrics: with METRICS_TOKEN set, Prometheus must send "Authorization: Bearer <token>";
 # without it, only clients on this host (127.0.0.1, ::1) may scrape.
@@ -460,18 +458,3 @@ if PROMETHEUS_MULTIPROC_DIR:
     Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 # django-prometheus would query every database at start to count unapplied migrations.
 PROMETHEUS_EXPORT_MIGRATIONS = False
-
-# Where `collectstatic` writes (and WhiteNoise serves from); tests use a temporary one.
-STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=STATIC_ROOT)
-
-REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "transactions.openapi.TaggedAutoSchema"
-# --- Performance (see docs/benchmarks.md) ------------------------------------------
-
-# The webhook's INSERT is a prepared statement on PostgreSQL (planned once per connection).
-# Turn off behind a pooler that cannot keep prepared statements (PgBouncer < 1.21 in
-# transaction mode).
-DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
-if DATABASE_PREPARED_STATEMENTS and _db["ENGINE"] == "django.db.backends.postgresql":
-    # Django turns psycopg's prepared statements off (threshold None); the INSERT asks
-    # for one explicitly. Django's own queries bind on the client and are never prepared.
-    _db["OPTIONS"].setdefault("prepare_threshold", 5)
