@@ -33,6 +33,15 @@ def _run_round_in_thread(**kwargs) -> tuple[threading.Thread, list[worker.RoundS
     return thread, result
 
 
+def _most_calls_at_once(records: list[logging.LogRecord]) -> int:
+    """From the payment API's call log: the most calls in flight at any moment."""
+    in_flight = most = 0
+    for record in sorted(records, key=lambda r: r.created):
+        in_flight += 1 if "external call start" in record.getMessage() else -1
+        most = max(most, in_flight)
+    return most
+
+
 def test_a_transaction_stays_processing_until_its_call_has_ended(settings):
     settings.PROCESSING_DELAY_SECONDS = 2
     txn = stored_transaction()
@@ -85,11 +94,7 @@ def test_one_round_keeps_hundreds_of_calls_in_flight_at_once(settings, caplog):
 
     assert summary.processed == 600
     assert set(Transaction.objects.values_list("status", flat=True)) == {Status.PROCESSED}
-    in_flight = most = 0
-    for record in sorted(caplog.records, key=lambda r: r.created):
-        in_flight += 1 if "external call start" in record.getMessage() else -1
-        most = max(most, in_flight)
-    assert most == 600  # all at once: no batch waited for another to finish
+    assert _most_calls_at_once(caplog.records) == 600  # all at once: no batch waited for another to finish
 
 
 def test_a_round_holds_no_more_calls_than_its_limit(settings, caplog):
@@ -101,11 +106,7 @@ def test_a_round_holds_no_more_calls_than_its_limit(settings, caplog):
         summary = worker.ProcessingRound(max_in_flight=10, idle=0.5).run()
 
     assert summary.processed == 30
-    in_flight = most = 0
-    for record in sorted(caplog.records, key=lambda r: r.created):
-        in_flight += 1 if "external call start" in record.getMessage() else -1
-        most = max(most, in_flight)
-    assert most == 10
+    assert _most_calls_at_once(caplog.records) == 10
 
 
 def test_a_stop_hands_unfinished_calls_back_without_counting_the_attempt(settings):
