@@ -2,14 +2,17 @@
 
 import gc
 import os
+import runpy
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-# The project's own modules, whatever directory gunicorn was started from (--chdir).
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from webhooks_project import settings as service
+# The settings, run as a file for their LOGGING and not imported: each worker must import
+# them itself, after gevent has patched it, for its database pool (settings.py).
+_root = Path(__file__).resolve().parent
+sys.path.insert(0, str(_root))  # the project's modules, whichever directory gunicorn started in
+service = runpy.run_path(str(_root / "webhooks_project" / "settings.py"))
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
@@ -43,16 +46,15 @@ preload_app = False
 # instances on one host (tests, benchmarks) would fight over; we do not use it.
 control_socket_disable = True
 
-# gunicorn's own lines in the same shape as the service's: the settings module is read
-# here as a plain module (the environment, parsed in one place), not as Django's settings.
+# gunicorn's own lines in the same shape as the service's (LOGGING in settings.py).
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": service.LOGGING["filters"],
-    "formatters": service.LOGGING["formatters"],
+    "filters": service["LOGGING"]["filters"],
+    "formatters": service["LOGGING"]["formatters"],
     "handlers": {
-        "console": {**service.LOGGING["handlers"]["console"], "stream": "ext://sys.stdout"},
-        "error_console": {**service.LOGGING["handlers"]["console"], "stream": "ext://sys.stderr"},
+        "console": {**service["LOGGING"]["handlers"]["console"], "stream": "ext://sys.stdout"},
+        "error_console": {**service["LOGGING"]["handlers"]["console"], "stream": "ext://sys.stderr"},
     },
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},

@@ -7,6 +7,8 @@ once on a fresh connection. Prepared statements can be turned off for a transact
 """
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection
 
 import pytest
@@ -81,3 +83,35 @@ def test_prepared_statements_can_be_turned_off_for_poolers(api, db, settings):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.e2e
+def test_many_client_connections_share_a_few_database_connections_per_web_process(service):
+    # Each client connection is a greenlet; without the pool each would keep a database
+    # connection of its own, and a few hundred senders would exhaust max_connections.
+    service.start_web(workers=2, DATABASE_POOL_SIZE=3)
+    clients = [HTTPConnection("127.0.0.1", service.port, timeout=10) for _ in range(60)]
+    start = threading.Barrier(len(clients))
+
+    def send(conn: HTTPConnection) -> list[int]:
+        start.wait(timeout=10)
+        return [_post(conn, webhook_body()) for _ in range(3)]
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        statuses = [s for answers in pool.map(send, clients) for s in answers]
+        peak = _service_database_connections()
+    for conn in clients:
+        conn.close()
+
+    assert statuses == [202] * 180
+    assert Transaction.objects.count() == 180
+    assert peak <= 2 * 3
+
+
+def _service_database_connections() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
