@@ -29,7 +29,7 @@ setup: $(VENV)/.installed
 	@echo "STATUS_API_PUBLIC=1" >> $@
 	@echo "# Readable log lines in the terminal (production logs JSON lines)." >> $@
 	@echo "LOG_FORMAT=text" >> $@
-	@echo "Wrote .env with a fresh DJANGO_SECRET_KEY (local http settings; see README: Security)"
+	@echo "Wrote .env with a fresh DJANGO_SECRET_KEY (local http settings; see docs/security.md)"
 
 # Local settings reach only the commands that run the service for a developer: settings.py
 # reads no .env, so `make test` never sees them. honcho loads .env (its values win).

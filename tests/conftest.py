@@ -13,7 +13,7 @@ from rest_framework_api_key.models import APIKey
 from tests.processes import ServiceProcesses
 from transactions import worker
 
-# Fuzz tests are bounded for CI; FUZZ_PROFILE=long runs many more examples (README: Security).
+# Fuzz tests are bounded for CI; FUZZ_PROFILE=long runs many more examples (docs/development.md: Fuzzing).
 _fuzz = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

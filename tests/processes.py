@@ -321,7 +321,7 @@ class ServiceProcesses:
 
     @staticmethod
     def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        """Signal the main process only (the way the README says to stop it) and wait."""
+        """Signal the main process only (the way docs/operations.md says to stop it) and wait."""
         if proc.poll() is None:
             proc.send_signal(sig)
         return proc.wait(timeout=timeout)

@@ -2,7 +2,7 @@
 
 Whatever the body and headers: never a 5xx, and a 202 only for a valid webhook,
 which is then stored exactly as sent; anything refused stores nothing. Bounded to
-200 examples a test; FUZZ_PROFILE=long runs 5,000 (README: Security).
+200 examples a test; FUZZ_PROFILE=long runs 5,000 (docs/development.md: Fuzzing).
 """
 
 import json

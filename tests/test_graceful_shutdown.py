@@ -1,6 +1,6 @@
 """SIGTERM: qcluster finishes or hands back its calls; gunicorn finishes its requests.
 
-Both are stopped the way the README says: SIGTERM to the main process only.
+Both are stopped the way docs/operations.md says: SIGTERM to the main process only.
 """
 
 import json

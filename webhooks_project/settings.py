@@ -345,7 +345,7 @@ if PAYMENT_API_MAX_CONCURRENCY < 0 or PAYMENT_API_MAX_RATE < 0:
     )
 # External calls one worker process keeps in flight at most. A call is a wait, not
 # work: each costs a few kilobytes, so the default bounds a worker's memory, not its
-# speed. Capacity is QCLUSTER_WORKERS x this / call duration (README: Performance).
+# speed. Capacity is QCLUSTER_WORKERS x this / call duration (docs/performance.md: the capacity model).
 PROCESSING_CONCURRENCY = env.int("PROCESSING_CONCURRENCY", default=10_000)
 # Attempts before a transaction is marked FAILED; retries wait BACKOFF * 2**(n-1) seconds.
 PROCESSING_MAX_ATTEMPTS = env.int("PROCESSING_MAX_ATTEMPTS", default=5)
