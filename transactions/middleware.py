@@ -2,7 +2,6 @@
 
 - TrustedProxyMiddleware: the client's address behind trusted reverse proxies.
 - RequestIDMiddleware: the request id that every log line of a request carries.
-- RequestMetricsBefore/AfterMiddleware: django-prometheus' request metrics, but for webhooks.
 
 The client's address behind trusted reverse proxies (settings.TRUSTED_PROXIES):
 
@@ -15,18 +14,14 @@ address in X-Forwarded-For that is not itself a trusted proxy; from anywhere els
 header is ignored, and rotating it gets a client nowhere.
 """
 
-import functools
 import re
 import uuid
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed, SuspiciousOperation
 from django.http import HttpRequest, HttpResponseBase
-from django.urls import reverse
-from django_prometheus.middleware import PrometheusAfterMiddleware, PrometheusBeforeMiddleware
 
 from . import log
 
@@ -101,45 +96,3 @@ class RequestIDMiddleware:
             log.request_id.reset(token)
         response["X-Request-ID"] = request_id
         return response
-
-
-# --- Request metrics --------------------------------------------------------------
-
-# django-prometheus' per-request metrics (django_http_*) for every request but webhook
-# deliveries, which webhooks_received_total / webhooks_rejected_total count instead: for a
-# webhook they cost about 15% of its CPU time (180 of 1,300 µs, bench/webhook_cpu.py).
-
-
-@functools.cache
-def _webhook_path() -> str:
-    return reverse("webhook")
-
-
-def _is_webhook(request: HttpRequest) -> bool:
-    return request.path_info == _webhook_path()
-
-
-class RequestMetricsBeforeMiddleware(PrometheusBeforeMiddleware):
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        if _is_webhook(request):
-            return self.get_response(request)
-        return super().__call__(request)
-
-
-class RequestMetricsAfterMiddleware(PrometheusAfterMiddleware):
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        if _is_webhook(request):
-            return self.get_response(request)
-        return super().__call__(request)
-
-    # Django calls these three itself, outside __call__.
-    def process_view(self, request: HttpRequest, view_func: Callable, *args: Any, **kwargs: Any) -> None:
-        if not _is_webhook(request):
-            super().process_view(request, view_func, *args, **kwargs)
-
-    def process_template_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        return response if _is_webhook(request) else super().process_template_response(request, response)
-
-    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
-        if not _is_webhook(request):
-            super().process_exception(request, exception)

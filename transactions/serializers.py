@@ -8,6 +8,7 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from .fastpath import FieldsBuiltOnceSerializer
 from .models import (
     AMOUNT_DECIMAL_PLACES,
     AMOUNT_MAX_DIGITS,
@@ -118,7 +119,7 @@ def _has_unstorable_text(value: Any) -> bool:
     return False
 
 
-class TransactionWebhookSerializer(serializers.Serializer):
+class TransactionWebhookSerializer(FieldsBuiltOnceSerializer):
     """A webhook body. Fields other than these are kept in the stored payload."""
 
     transaction_id = IdentifierField()

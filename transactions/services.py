@@ -22,7 +22,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet
 from django.db.models.functions import Now
 
-from . import metrics, prepared, worker
+from . import fastpath, metrics, worker
 from .database import replace_broken_connection
 from .models import PayloadEncoder, PaymentBudget, Status, Transaction
 
@@ -128,13 +128,13 @@ def _upsert(params: list[Any]) -> tuple:
     # retried: that is the database being down, and the sender gets a quick 503.
     in_transaction = connection.in_atomic_block
     try:
-        return prepared.fetchone(_UPSERT_SQL, params)
+        return fastpath.fetchone(_UPSERT_SQL, params)
     except (OperationalError, InterfaceError):
         # Only a connection that broke is worth a second try; a live one that failed
         # the statement (a lock timeout, say) would only fail again, twice as slowly.
         if in_transaction or not replace_broken_connection():
             raise
-    return prepared.fetchone(_UPSERT_SQL, params)
+    return fastpath.fetchone(_UPSERT_SQL, params)
 
 
 def _now_plus(seconds: float) -> ExpressionWrapper:

@@ -1,6 +1,5 @@
 from django.db import connection
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -11,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import selectors, services
+from . import fastpath, selectors, services
 from .authentication import APIKeyAuthentication, HasAPIKeyOrPublic, WebhookSignatureAuthentication
 from .database import replace_broken_connection
 from .examples import EXAMPLE_WEBHOOK
@@ -154,13 +153,12 @@ class TransactionWebhookView(APIView):
             payload=request.data,
             secret_fingerprint=verified.secret_fingerprint if verified else "",
         )
-        location = reverse("transaction-detail", kwargs={"transaction_id": result.transaction_id})
         # Two strings, written out as the health views do; WebhookAcceptedSerializer
         # describes them for the schema (an instance per answer: ~0.05 ms, 4% of the CPU).
         return Response(
             {"transaction_id": result.transaction_id, "status": result.status},
             status=status.HTTP_202_ACCEPTED,
-            headers={"Location": location},
+            headers={"Location": fastpath.status_path(result.transaction_id)},
         )
 
 

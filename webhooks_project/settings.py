@@ -64,18 +64,19 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that everything after it sees the client's address (TRUSTED_PROXIES).
     "transactions.middleware.TrustedProxyMiddleware",
-    "transactions.middleware.RequestMetricsBeforeMiddleware",
+    # transactions.fastpath.*: the same middleware, but webhook deliveries pass it by.
+    "transactions.fastpath.PrometheusBeforeMiddleware",
     "transactions.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "transactions.fastpath.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "transactions.fastpath.AuthenticationMiddleware",
+    "transactions.fastpath.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
-    "transactions.middleware.RequestMetricsAfterMiddleware",
+    "transactions.fastpath.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "webhooks_project.urls"
@@ -161,7 +162,7 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     # (services._upsert); other requests answer 503 once and Django reconnects after.
     _db["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
     # Django turns psycopg's prepared statements off (threshold None); the webhook's
-    # INSERT asks for one explicitly (transactions/prepared.py), planned once per
+    # INSERT asks for one explicitly (transactions/fastpath.py), planned once per
     # connection. Django's own queries bind on the client and are never prepared.
     if DATABASE_PREPARED_STATEMENTS:
         _db["OPTIONS"].setdefault("prepare_threshold", 5)
