@@ -1,21 +1,5 @@
-"""The external payment API that processing calls: a real one over HTTP, or simulated.
-
-With PAYMENT_API_URL set, each call is a POST of the transaction as JSON to that URL,
-with the transaction's key in an `Idempotency-Key` header, so a call repeated after a
-crash or a timeout is recognised by the provider rather than applied twice. Without
-it, the call is simulated: it waits PROCESSING_DELAY_SECONDS and fails a fraction
-PROCESSING_FAILURE_RATE of the time.
-
-How an answer is classified (PaymentAPIError says whether to try again):
-- 2xx: settled;
-- 4xx other than 408, 409 and 429: refused for good, with the provider's error kept;
-- 408, 409 (the key is busy), 429, 5xx, timeouts and connection errors: try again
-  later, no sooner than the provider's `Retry-After`.
-
-Every call logs one line when it starts and one when it ends, with the idempotency key
-and a wall-clock timestamp: the audit trail of what was sent out, which the
-fault-injection tests read to prove that no transaction had two calls in flight at once.
-"""
+"""The external payment API that processing calls: a real one over HTTP (PAYMENT_API_URL),
+or simulated. Its rules: docs/operations.md (A real payment API)."""
 
 from __future__ import annotations
 
@@ -42,11 +26,8 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
 class PaymentAPIError(Exception):
-    """The external API refused or failed the call.
-
-    `permanent`: it refused the payment for good (trying again cannot help).
-    `retry_after`: seconds it asked us to wait before trying again, if it said.
-    """
+    """The external API refused the call for good (`permanent`) or failed it, perhaps saying
+    how many seconds to wait (`retry_after`)."""
 
     def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -95,7 +76,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 def error_from_response(response: httpx.Response) -> PaymentAPIError | None:
-    """None for a 2xx; otherwise the error, permanent or retryable by the rules above."""
+    """None for a 2xx; a permanent error for a 4xx but 408, 409 (key busy) and 429; else retryable."""
     if response.is_success:
         return None
     status = response.status_code
@@ -156,7 +137,8 @@ def make_client() -> SimulatedPaymentAPI | HTTPPaymentAPI:
 
 
 async def settle(api: SimulatedPaymentAPI | HTTPPaymentAPI, payment: Payment) -> None:
-    """One call, logged at start and end; raises PaymentAPIError (or is cancelled)."""
+    """One call; raises PaymentAPIError (or is cancelled). The start and end lines are the audit
+    trail the fault tests read to prove no transaction had two calls in flight."""
     key = payment.idempotency_key
     logger.info("external call start idempotency_key=%s at=%.6f", key, time.time())
     outcome = "cancelled"
