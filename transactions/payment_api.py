@@ -8,13 +8,14 @@ import email.utils
 import logging
 import random
 import time
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import httpx
 from django.conf import settings
+
+if TYPE_CHECKING:  # services imports the worker, which imports this
+    from .services import Claim
 
 logger = logging.getLogger(__name__)
 
@@ -35,26 +36,15 @@ class PaymentAPIError(Exception):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True)
-class Payment:
-    """What is sent: the transaction, and its key."""
-
-    idempotency_key: uuid.UUID
-    transaction_id: str
-    source_account: str
-    destination_account: str
-    amount: Decimal
-    currency: str
-
-    def body(self) -> dict[str, str]:
-        # The amount as a string: exact, whatever the provider's JSON numbers are.
-        return {
-            "transaction_id": self.transaction_id,
-            "source_account": self.source_account,
-            "destination_account": self.destination_account,
-            "amount": str(self.amount),
-            "currency": self.currency,
-        }
+def request_body(claim: Claim) -> dict[str, str]:
+    # The amount as a string: exact, whatever the provider's JSON numbers are.
+    return {
+        "transaction_id": claim.transaction_id,
+        "source_account": claim.source_account,
+        "destination_account": claim.destination_account,
+        "amount": str(claim.amount),
+        "currency": claim.currency,
+    }
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -89,7 +79,7 @@ def error_from_response(response: httpx.Response) -> PaymentAPIError | None:
 class SimulatedPaymentAPI:
     """The default: slow (PROCESSING_DELAY_SECONDS), failing a fraction of the time (retryable)."""
 
-    async def send(self, payment: Payment) -> None:
+    async def send(self, claim: Claim) -> None:
         await asyncio.sleep(settings.PROCESSING_DELAY_SECONDS)
         if random.random() < settings.PROCESSING_FAILURE_RATE:
             raise PaymentAPIError("simulated failure of the external payment API")
@@ -111,12 +101,10 @@ class HTTPPaymentAPI:
             headers={"User-Agent": "webhook-service"},
         )
 
-    async def send(self, payment: Payment) -> None:
+    async def send(self, claim: Claim) -> None:
         try:
             response = await self.client.post(
-                self.url,
-                json=payment.body(),
-                headers={"Idempotency-Key": str(payment.idempotency_key)},
+                self.url, json=request_body(claim), headers={"Idempotency-Key": str(claim.pk)}
             )
         except httpx.TimeoutException as exc:
             raise PaymentAPIError(f"payment API timed out ({type(exc).__name__})") from exc
@@ -129,21 +117,21 @@ class HTTPPaymentAPI:
         await self.client.aclose()
 
 
-def make_client() -> SimulatedPaymentAPI | HTTPPaymentAPI:
-    """The API this deployment calls; made on the event loop that will use it."""
+async def make_client() -> SimulatedPaymentAPI | HTTPPaymentAPI:
+    """The API this deployment calls; async, so that it is made on the loop that will use it."""
     if settings.PAYMENT_API_URL:
         return HTTPPaymentAPI(settings.PAYMENT_API_URL)
     return SimulatedPaymentAPI()
 
 
-async def settle(api: SimulatedPaymentAPI | HTTPPaymentAPI, payment: Payment) -> None:
+async def settle(api: SimulatedPaymentAPI | HTTPPaymentAPI, claim: Claim) -> None:
     """One call; raises PaymentAPIError (or is cancelled). The start and end lines are the audit
     trail the fault tests read to prove no transaction had two calls in flight."""
-    key = payment.idempotency_key
+    key = claim.pk  # the idempotency key
     logger.info("external call start idempotency_key=%s at=%.6f", key, time.time())
     outcome = "cancelled"
     try:
-        await api.send(payment)
+        await api.send(claim)
         outcome = "ok"
     except Exception:
         outcome = "failed"

@@ -175,15 +175,11 @@ class PaymentCalls:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="payment-calls", daemon=True)
         self._thread.start()
-        self._api = self._run(self._make_api())
+        self._api = self._run(payment_api.make_client())
         return self
 
     def _run(self, coroutine: Any, timeout: float = 5) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
-    @staticmethod
-    async def _make_api() -> payment_api.SimulatedPaymentAPI | payment_api.HTTPPaymentAPI:
-        return payment_api.make_client()
 
     def start(self, claim: services.Claim) -> None:
         asyncio.run_coroutine_threadsafe(self._call(claim), self._loop)
@@ -191,17 +187,9 @@ class PaymentCalls:
     async def _call(self, claim: services.Claim) -> None:
         started = time.monotonic()
         failure = None
-        payment = payment_api.Payment(
-            idempotency_key=claim.pk,
-            transaction_id=claim.transaction_id,
-            source_account=claim.source_account,
-            destination_account=claim.destination_account,
-            amount=claim.amount,
-            currency=claim.currency,
-        )
         try:
             await asyncio.wait_for(
-                payment_api.settle(self._api, payment), timeout=settings.PROCESSING_CALL_TIMEOUT_SECONDS
+                payment_api.settle(self._api, claim), timeout=settings.PROCESSING_CALL_TIMEOUT_SECONDS
             )
         except TimeoutError:
             failure = services.Failure(
