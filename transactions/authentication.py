@@ -68,13 +68,11 @@ class APIKeyAuthentication(BaseAuthentication):
         if key is None:
             return None
         key = key.strip()
-        if not _API_KEY_PATTERN.fullmatch(key):
-            raise exceptions.AuthenticationFailed("Invalid API key.")
         try:
-            api_key = APIKey.objects.get_from_key(key)
+            api_key = APIKey.objects.get_from_key(key) if _API_KEY_PATTERN.fullmatch(key) else None
         except APIKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("Invalid API key.") from None
-        if api_key.has_expired:
+            api_key = None
+        if api_key is None or api_key.has_expired:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         return None, api_key
 
