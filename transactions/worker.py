@@ -209,11 +209,9 @@ class PaymentCalls:
         poll's worth at once is a few statements a second, not some per transaction."""
         time.sleep(wait)
         outcomes = []
-        while True:
-            try:
-                outcomes.append(self._finished.get_nowait())
-            except queue.Empty:
-                return outcomes
+        while not self._finished.empty():  # this thread is the only consumer
+            outcomes.append(self._finished.get_nowait())
+        return outcomes
 
     def cancel_all(self, timeout: float = 5) -> None:
         """Cancel every call and wait until each has stopped, before its claim can go elsewhere."""
