@@ -22,8 +22,8 @@ EXACT_COUNT_BELOW = 50_000
 COUNT_LIMIT = 10_000
 
 
-def estimated_row_count() -> int | None:
-    """PostgreSQL's estimate of the table's rows (kept by ANALYZE/autovacuum), or None."""
+def big_table_estimate() -> int | None:
+    """PostgreSQL's row estimate (kept by ANALYZE/autovacuum) when it is EXACT_COUNT_BELOW or more."""
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
@@ -32,17 +32,16 @@ def estimated_row_count() -> int | None:
         )
         row = cursor.fetchone()
     # -1 means "never analysed" (PostgreSQL 14+).
-    return int(row[0]) if row and row[0] >= 0 else None
+    estimate = int(row[0]) if row and row[0] >= 0 else None
+    return estimate if estimate is not None and estimate >= EXACT_COUNT_BELOW else None
 
 
 def estimated_count(queryset: QuerySet[Transaction]) -> int:
     """Unfiltered: the table's row estimate. Filtered: exact up to COUNT_LIMIT, then the planner's."""
     if connection.vendor != "postgresql":
         return queryset.count()
-    if not queryset.query.where:
-        estimate = estimated_row_count()
-        if estimate is not None and estimate >= EXACT_COUNT_BELOW:
-            return estimate
+    if not queryset.query.where and (estimate := big_table_estimate()) is not None:
+        return estimate
     # Counting needs neither order nor rows: selecting only created_at lets the filter's
     # (..., created_at) index answer alone: 10-20 ms for 10,000 rows instead of 0.2-0.3 s.
     counted = queryset.order_by().values("created_at")[: COUNT_LIMIT + 1].count()
@@ -88,8 +87,7 @@ def status_counts() -> StatusCounts:
         .order_by()
     )
     processing, failed = counts.get(Status.PROCESSING, 0), counts.get(Status.FAILED, 0)
-    estimate = estimated_row_count()
-    if estimate is not None and estimate >= EXACT_COUNT_BELOW:
+    if (estimate := big_table_estimate()) is not None:
         return StatusCounts(processing, failed, max(estimate - processing - failed, 0), True)
     processed = Transaction.objects.filter(status=Status.PROCESSED).count()
     return StatusCounts(processing, failed, processed, False)
