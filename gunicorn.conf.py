@@ -16,34 +16,20 @@ service = runpy.run_path(str(_root / "webhooks_project" / "settings.py"))
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-# gevent: each connection is a greenlet, so a client that sends its request slowly (a flaky
-# link, or an attacker with many sockets) holds only a greenlet while it waits, not one of
-# a few threads. With gthread's 4x4 threads, 48 connections dribbling headers stopped all
-# ingestion (tests/test_slow_clients.py). psycopg cooperates with gevent's monkeypatching,
-# and the web's database connections come from a pool (settings.py: DATABASE_POOL_SIZE).
+# A slow client holds a greenlet, not one of a few threads: with gthread's 4x4 threads, 48
+# connections dribbling headers stopped all ingestion (tests/test_slow_clients.py).
 worker_class = "gevent"
-# Connections one worker holds at once, slow ones included; more wait in the backlog.
 worker_connections = 1000
-# Requests are short (validate, one INSERT); a slow one is a bug, not a reason to wait.
-# (With gevent this is only the worker heartbeat: a blocked event loop, not a slow client.)
-timeout = 30
-# On SIGTERM, requests in flight get this long to finish.
+timeout = 30  # with gevent, only the heartbeat of a blocked event loop
 graceful_timeout = 20
-# How long an idle kept-alive connection stays open, and (gevent's worker) how long a
-# client has to send a request's line and headers: one that dribbles them is closed.
-keepalive = 5
-# Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections
-# over them. On one shared socket, the first worker to wake takes a whole burst of new
-# connections and, as they are kept alive, serves them on one core while the others idle
-# (measured: all 32 of the benchmark's connections on one worker, ~800 webhooks/s instead
-# of ~1,350; tests/test_web_workers.py).
+keepalive = 5  # also how long a client has to send a request's line and headers
+# A socket per worker, spread by the kernel: on one shared socket the first worker took a
+# whole burst (~800 webhooks/s instead of ~1,350; docs/performance.md).
 reuse_port = True
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
-# Each worker opens its own database connection after the fork.
-preload_app = False
-# gunicorn 27's control socket lives at one fixed path per user, which several
-# instances on one host (tests, benchmarks) would fight over; we do not use it.
+preload_app = False  # each worker opens its own database connections after the fork
+# Its one fixed path per user would be fought over by several instances on one host.
 control_socket_disable = True
 
 # gunicorn's own lines in the same shape as the service's (LOGGING in settings.py).
@@ -58,7 +44,6 @@ logconfig_dict = {
     },
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
-        # Off unless GUNICORN_ACCESS_LOG asks for it.
         "gunicorn.access": {
             "level": "INFO" if accesslog else "WARNING",
             "handlers": ["console"],
@@ -86,10 +71,8 @@ def on_starting(server: Any) -> None:  # gunicorn.arbiter.Arbiter
 
 
 def post_worker_init(worker: object) -> None:
-    # The app is loaded and its objects (Django, settings, URL patterns) live as long as the
-    # worker. Frozen, the cyclic collector stops walking them: a full collection, which holds
-    # the GIL and so stalls all of this worker's requests, fell from 40-290 ms to 1-15 ms
-    # under load (docs/benchmarks.md).
+    # The loaded app lives as long as the worker; frozen, a full collection (which stalls every
+    # request of this worker) fell from 40-290 ms to 1-15 ms under load (docs/benchmarks.md).
     gc.freeze()
 
 

@@ -1,12 +1,5 @@
-"""The staff's view of the transactions, built to stay fast on a table of millions.
-
-What keeps it fast (healthchecks' hc/api/admin.py does the same):
-- no exact COUNT(*) of a big table: lists count with selectors.estimated_count, and
-  `show_full_result_count` is off;
-- every filter, search and the default ordering has an index (see the model);
-- the currency choices come from index probes, not a DISTINCT scan;
-- every column is computed from the row itself: no query per row.
-"""
+"""The staff's view of the transactions, fast on a table of millions: no exact count of a
+big table, an index for every filter, search and sort, no query per row (docs/performance.md)."""
 
 import json
 import re
@@ -179,7 +172,6 @@ class TransactionAdmin(admin.ModelAdmin):
 
     @admin.display(description="duration")
     def duration(self, obj: Transaction) -> str:
-        """From arrival to processed (includes waiting for a worker and retries)."""
         if obj.processed_at is None or obj.created_at is None:
             return "—"
         return _human_seconds((obj.processed_at - obj.created_at).total_seconds())
@@ -194,7 +186,6 @@ class TransactionAdmin(admin.ModelAdmin):
 
     @admin.display(description="deliveries")
     def deliveries(self, obj: Transaction) -> SafeString:
-        """How often it was delivered, marked when a redelivery disagreed with the first."""
         if not obj.has_conflict:
             return format_html("{}", obj.delivery_count)
         return format_html(
@@ -231,7 +222,7 @@ class TransactionAdmin(admin.ModelAdmin):
 
     @admin.display(description="django-q2 tasks")
     def task_links(self, obj: Transaction) -> SafeString:
-        """Processing tasks are shared by many transactions, so link the ones in its lifetime."""
+        # Tasks are shared by many transactions, so link the ones in its lifetime.
         try:
             failures_url = reverse("admin:django_q_failure_changelist")
             queued_url = reverse("admin:django_q_ormq_changelist")
@@ -284,17 +275,18 @@ def _human_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _age(since: datetime | None) -> str | None:
+    return None if since is None else _human_seconds((timezone.now() - since).total_seconds())
+
+
 def _summary() -> dict[str, Any]:
-    counts = selectors.status_counts()
     oldest = selectors.oldest_processing()
     backlog = selectors.backlog()
     lag = selectors.processing_lag()
     return {
-        "counts": counts,
+        "counts": selectors.status_counts(),
         "oldest": oldest,
-        "oldest_age": _human_seconds((timezone.now() - oldest.created_at).total_seconds())
-        if oldest
-        else None,
+        "oldest_age": _age(oldest.created_at) if oldest else None,
         "backlog": backlog,
         "oldest_due": _human_seconds(backlog.oldest_due_seconds) if backlog.due_transactions else None,
         "lag": lag,
@@ -303,12 +295,7 @@ def _summary() -> dict[str, Any]:
         "lag_window": _human_seconds(selectors.LAG_WINDOW_SECONDS),
         "retention": f"deleted after {days} days" if (days := settings.RETENTION_DAYS) else "kept forever",
         "secrets": [
-            {
-                "use": use,
-                "ago": _human_seconds((timezone.now() - use.last_verified_at).total_seconds())
-                if use.last_verified_at
-                else None,
-            }
+            {"use": use, "ago": _age(use.last_verified_at)}
             for use in selectors.secrets_last_verified(secrets=settings.WEBHOOK_SECRETS)
         ],
     }

@@ -1,8 +1,5 @@
-"""Who may call the API: signed webhooks in, API keys for reading transactions.
-
-Both are DRF authentication classes, so a view only names them; a failure is a 401
-with the usual JSON error body (transactions/errors.py), before the view runs.
-"""
+"""Who may call the API: signed webhooks in, API keys for reading transactions (DRF
+authentication classes: a failure is a 401 in the usual JSON shape, before the view runs)."""
 
 import logging
 import re
@@ -27,11 +24,8 @@ class InvalidSignature(exceptions.AuthenticationFailed):
 
 
 class WebhookSignatureAuthentication(BaseAuthentication):
-    """Standard Webhooks signature check against the raw body, before anything is parsed.
-
-    With no WEBHOOK_SECRETS configured, every webhook is let through unsigned (the
-    service warns about this at start-up and in `check --deploy`).
-    """
+    """The signature against the raw body, before anything is parsed; without WEBHOOK_SECRETS,
+    every webhook passes unsigned (warned about by transactions/checks.py)."""
 
     def authenticate(self, request: Request) -> tuple[None, signatures.VerifiedMessage] | None:
         if not settings.WEBHOOK_SECRETS:
@@ -60,8 +54,7 @@ class APIKeyParser(KeyParser):
     keyword = "Bearer"
 
 
-# What djangorestframework-api-key generates: an 8-character prefix, a dot, 32 characters.
-# Anything else cannot be a key, and is refused without a database lookup.
+# What djangorestframework-api-key generates; anything else is refused without a database lookup.
 _API_KEY_PATTERN = re.compile(r"[A-Za-z0-9]{8}\.[A-Za-z0-9]{32}")
 
 
@@ -75,13 +68,11 @@ class APIKeyAuthentication(BaseAuthentication):
         if key is None:
             return None
         key = key.strip()
-        if not _API_KEY_PATTERN.fullmatch(key):
-            raise exceptions.AuthenticationFailed("Invalid API key.")
         try:
-            api_key = APIKey.objects.get_from_key(key)
+            api_key = APIKey.objects.get_from_key(key) if _API_KEY_PATTERN.fullmatch(key) else None
         except APIKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("Invalid API key.") from None
-        if api_key.has_expired:
+            api_key = None
+        if api_key is None or api_key.has_expired:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         return None, api_key
 

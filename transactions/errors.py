@@ -1,9 +1,5 @@
-"""One place that turns every API error into the same JSON shape:
-
-    {"error": "<code>", "message": "<human text>", "fields": {"<field>": ["..."]}}
-
-`fields` is present only for validation errors.
-"""
+"""One place that turns every API error into the same JSON shape (docs/api.md: Errors):
+{"error": code, "message": text, "fields": {field: [messages]}}, `fields` for validation errors only."""
 
 import logging
 from typing import Any

@@ -1,14 +1,7 @@
-"""Prometheus metrics: the service's own, and the /metrics endpoint that serves them.
+"""Prometheus metrics and the /metrics endpoint (docs/operations.md: Metrics).
 
-On the hot paths (a webhook, a processing outcome) only counters are incremented.
-The backlog, the processing lag and the oldest pending age are read from the database when Prometheus
-scrapes, by a collector, so they are right whichever process did the work.
-
-With several processes (gunicorn workers, qcluster workers), set
-PROMETHEUS_MULTIPROC_DIR to an empty directory shared by all of them on the host:
-prometheus_client then keeps each process's values in files there and /metrics adds
-them up. Without it, each process counts alone (fine for one process).
-"""
+Hot paths only increment counters; the gauges are read from the database at scrape time,
+so they are right whichever process did the work."""
 
 import hmac
 import logging
@@ -139,8 +132,7 @@ def _allowed(request: HttpRequest) -> bool:
     if token:
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-    # No token configured: only from this host (a sidecar or a local agent); behind a
-    # trusted proxy, the address of the client the proxy serves.
+    # No token: only from this host (behind a trusted proxy, the address of its client).
     return client_address(request) in ("127.0.0.1", "::1")
 
 

@@ -58,18 +58,13 @@ class TransactionQuerySet(models.QuerySet):
 
 
 class Transaction(models.Model):
-    """A payment transaction received by webhook; also the work item for processing.
-
-    A row in PROCESSING is pending work. A worker claims it by setting a lease
-    (`lease_token`, `leased_until`) with a conditional update, calls the external API,
-    and records the outcome only while it still holds the lease.
-    """
+    """A payment transaction received by webhook, and (while PROCESSING) the work item, claimed
+    by a lease (`lease_token`, `leased_until`) whose holder alone records the outcome."""
 
     # Sent to the external API as its idempotency key.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # Unique by a constraint (Meta), not unique=True: on PostgreSQL that would also add a
-    # second, varchar_pattern_ops index for LIKE queries, which every webhook's INSERT
-    # paid for and only the `seed_transactions --delete` / `demo` prefix filters used.
+    # Unique by a constraint (Meta), not unique=True, which on PostgreSQL adds a LIKE index
+    # that every INSERT would pay for.
     transaction_id = models.CharField(max_length=IDENTIFIER_MAX_LENGTH)
     source_account = models.CharField(max_length=IDENTIFIER_MAX_LENGTH)
     destination_account = models.CharField(max_length=IDENTIFIER_MAX_LENGTH)
@@ -83,8 +78,7 @@ class Transaction(models.Model):
     delivery_count = models.PositiveIntegerField(db_default=1)
     # Set when a later delivery carried different fields than the stored (first) one.
     has_conflict = models.BooleanField("conflict", db_default=False)
-    # Which of WEBHOOK_SECRETS verified the first delivery (signatures.fingerprint, never
-    # the secret itself); empty when it came unsigned.
+    # signatures.fingerprint() of the secret that verified the first delivery; empty: unsigned.
     secret_fingerprint = models.CharField(max_length=16, blank=True, db_default="")
 
     # Processing attempts since the last (re)start, and the error of the latest failure.
@@ -101,8 +95,7 @@ class Transaction(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        # Staff may send FAILED or stuck transactions back for processing (the admin's
-        # retry action); nobody may change one, so this is not `change_transaction`.
+        # The admin's retry action; nobody may change a transaction, so not `change_transaction`.
         permissions = [("retry_transaction", "Can retry processing of a transaction")]
         indexes = [
             models.Index(fields=["-created_at"], name="txn_created_idx"),
@@ -124,15 +117,13 @@ class Transaction(models.Model):
             models.Index(
                 fields=["-processed_at"], name="txn_processed_idx", condition=Q(status=Status.PROCESSED)
             ),
-            # When each secret last verified a webhook (selectors.secrets_last_verified);
-            # unsigned rows stay out of it.
+            # selectors.secrets_last_verified; unsigned rows stay out of it.
             models.Index(
                 fields=["secret_fingerprint", "-created_at"],
                 name="txn_secret_created_idx",
                 condition=~Q(secret_fingerprint=""),
             ),
-            # PostgreSQL also has a GIN index on payload (jsonb_path_ops) for the admin's
-            # payload search; it is made by migration 0008 only, since SQLite has none.
+            # PostgreSQL also has a GIN index on payload (migration 0008 only: SQLite has none).
         ]
         constraints = [
             models.UniqueConstraint(fields=["transaction_id"], name="txn_transaction_id_unique"),
@@ -152,12 +143,8 @@ class Transaction(models.Model):
 
 
 class PaymentBudget(models.Model):
-    """The cluster's allowance of calls to the payment API: one row, locked by each claim.
-
-    A token bucket for PAYMENT_API_MAX_RATE (`tokens`, refilled by database time since
-    `refilled_at`); the calls in flight (for PAYMENT_API_MAX_CONCURRENCY) are the
-    transactions whose lease holds, so they need no counter here that a crash could leak.
-    """
+    """The cluster's token bucket for PAYMENT_API_MAX_RATE: one row, locked by each claim.
+    Calls in flight are the leases that hold, so no counter here that a crash could leak."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     tokens = models.FloatField(default=0)

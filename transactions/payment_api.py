@@ -1,21 +1,5 @@
-"""The external payment API that processing calls: a real one over HTTP, or simulated.
-
-With PAYMENT_API_URL set, each call is a POST of the transaction as JSON to that URL,
-with the transaction's key in an `Idempotency-Key` header, so a call repeated after a
-crash or a timeout is recognised by the provider rather than applied twice. Without
-it, the call is simulated: it waits PROCESSING_DELAY_SECONDS and fails a fraction
-PROCESSING_FAILURE_RATE of the time.
-
-How an answer is classified (PaymentAPIError says whether to try again):
-- 2xx: settled;
-- 4xx other than 408, 409 and 429: refused for good, with the provider's error kept;
-- 408, 409 (the key is busy), 429, 5xx, timeouts and connection errors: try again
-  later, no sooner than the provider's `Retry-After`.
-
-Every call logs one line when it starts and one when it ends, with the idempotency key
-and a wall-clock timestamp: the audit trail of what was sent out, which the
-fault-injection tests read to prove that no transaction had two calls in flight at once.
-"""
+"""The external payment API that processing calls: a real one over HTTP (PAYMENT_API_URL),
+or simulated. Its rules: docs/operations.md (A real payment API)."""
 
 from __future__ import annotations
 
@@ -24,13 +8,14 @@ import email.utils
 import logging
 import random
 import time
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import httpx
 from django.conf import settings
+
+if TYPE_CHECKING:  # services imports the worker, which imports this
+    from .services import Claim
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +27,8 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
 class PaymentAPIError(Exception):
-    """The external API refused or failed the call.
-
-    `permanent`: it refused the payment for good (trying again cannot help).
-    `retry_after`: seconds it asked us to wait before trying again, if it said.
-    """
+    """The external API refused the call for good (`permanent`) or failed it, perhaps saying
+    how many seconds to wait (`retry_after`)."""
 
     def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -54,26 +36,15 @@ class PaymentAPIError(Exception):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True)
-class Payment:
-    """What is sent: the transaction, and its key."""
-
-    idempotency_key: uuid.UUID
-    transaction_id: str
-    source_account: str
-    destination_account: str
-    amount: Decimal
-    currency: str
-
-    def body(self) -> dict[str, str]:
-        # The amount as a string: exact, whatever the provider's JSON numbers are.
-        return {
-            "transaction_id": self.transaction_id,
-            "source_account": self.source_account,
-            "destination_account": self.destination_account,
-            "amount": str(self.amount),
-            "currency": self.currency,
-        }
+def request_body(claim: Claim) -> dict[str, str]:
+    # The amount as a string: exact, whatever the provider's JSON numbers are.
+    return {
+        "transaction_id": claim.transaction_id,
+        "source_account": claim.source_account,
+        "destination_account": claim.destination_account,
+        "amount": str(claim.amount),
+        "currency": claim.currency,
+    }
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -95,7 +66,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 def error_from_response(response: httpx.Response) -> PaymentAPIError | None:
-    """None for a 2xx; otherwise the error, permanent or retryable by the rules above."""
+    """None for a 2xx; a permanent error for a 4xx but 408, 409 (key busy) and 429; else retryable."""
     if response.is_success:
         return None
     status = response.status_code
@@ -108,7 +79,7 @@ def error_from_response(response: httpx.Response) -> PaymentAPIError | None:
 class SimulatedPaymentAPI:
     """The default: slow (PROCESSING_DELAY_SECONDS), failing a fraction of the time (retryable)."""
 
-    async def send(self, payment: Payment) -> None:
+    async def send(self, claim: Claim) -> None:
         await asyncio.sleep(settings.PROCESSING_DELAY_SECONDS)
         if random.random() < settings.PROCESSING_FAILURE_RATE:
             raise PaymentAPIError("simulated failure of the external payment API")
@@ -130,12 +101,10 @@ class HTTPPaymentAPI:
             headers={"User-Agent": "webhook-service"},
         )
 
-    async def send(self, payment: Payment) -> None:
+    async def send(self, claim: Claim) -> None:
         try:
             response = await self.client.post(
-                self.url,
-                json=payment.body(),
-                headers={"Idempotency-Key": str(payment.idempotency_key)},
+                self.url, json=request_body(claim), headers={"Idempotency-Key": str(claim.pk)}
             )
         except httpx.TimeoutException as exc:
             raise PaymentAPIError(f"payment API timed out ({type(exc).__name__})") from exc
@@ -148,20 +117,21 @@ class HTTPPaymentAPI:
         await self.client.aclose()
 
 
-def make_client() -> SimulatedPaymentAPI | HTTPPaymentAPI:
-    """The API this deployment calls; made on the event loop that will use it."""
+async def make_client() -> SimulatedPaymentAPI | HTTPPaymentAPI:
+    """The API this deployment calls; async, so that it is made on the loop that will use it."""
     if settings.PAYMENT_API_URL:
         return HTTPPaymentAPI(settings.PAYMENT_API_URL)
     return SimulatedPaymentAPI()
 
 
-async def settle(api: SimulatedPaymentAPI | HTTPPaymentAPI, payment: Payment) -> None:
-    """One call, logged at start and end; raises PaymentAPIError (or is cancelled)."""
-    key = payment.idempotency_key
+async def settle(api: SimulatedPaymentAPI | HTTPPaymentAPI, claim: Claim) -> None:
+    """One call; raises PaymentAPIError (or is cancelled). The start and end lines are the audit
+    trail the fault tests read to prove no transaction had two calls in flight."""
+    key = claim.pk  # the idempotency key
     logger.info("external call start idempotency_key=%s at=%.6f", key, time.time())
     outcome = "cancelled"
     try:
-        await api.send(payment)
+        await api.send(claim)
         outcome = "ok"
     except Exception:
         outcome = "failed"

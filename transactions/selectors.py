@@ -1,8 +1,5 @@
-"""Read-only questions about the transactions, shared by the admin and /metrics.
-
-Each stays cheap on a table of millions: it reads an index over the (few) rows still
-PROCESSING or FAILED, or PostgreSQL's own row estimate, never a full-table count.
-"""
+"""Read-only questions about the transactions, shared by the admin and /metrics; each an
+index read or PostgreSQL's row estimate, never a full-table count (docs/performance.md)."""
 
 import json
 import math
@@ -21,10 +18,12 @@ from .models import Status, Transaction
 
 # Below this many rows an exact count is cheap and better than an estimate.
 EXACT_COUNT_BELOW = 50_000
+# Past this many rows a filtered list's exact count costs more than it tells.
+COUNT_LIMIT = 10_000
 
 
-def estimated_row_count() -> int | None:
-    """PostgreSQL's estimate of the table's rows (kept by ANALYZE/autovacuum), or None."""
+def big_table_estimate() -> int | None:
+    """PostgreSQL's row estimate (kept by ANALYZE/autovacuum) when it is EXACT_COUNT_BELOW or more."""
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
@@ -33,25 +32,16 @@ def estimated_row_count() -> int | None:
         )
         row = cursor.fetchone()
     # -1 means "never analysed" (PostgreSQL 14+).
-    return int(row[0]) if row and row[0] >= 0 else None
-
-
-# Past this many rows a filtered list's exact count costs more than it tells.
-COUNT_LIMIT = 10_000
+    estimate = int(row[0]) if row and row[0] >= 0 else None
+    return estimate if estimate is not None and estimate >= EXACT_COUNT_BELOW else None
 
 
 def estimated_count(queryset: QuerySet[Transaction]) -> int:
-    """How many rows `queryset` has, without reading a million of them to say so.
-
-    Unfiltered: the table's row estimate (healthchecks' admin does the same). Filtered:
-    exact up to COUNT_LIMIT, then PostgreSQL's planner estimate for the query.
-    """
+    """Unfiltered: the table's row estimate. Filtered: exact up to COUNT_LIMIT, then the planner's."""
     if connection.vendor != "postgresql":
         return queryset.count()
-    if not queryset.query.where:
-        estimate = estimated_row_count()
-        if estimate is not None and estimate >= EXACT_COUNT_BELOW:
-            return estimate
+    if not queryset.query.where and (estimate := big_table_estimate()) is not None:
+        return estimate
     # Counting needs neither order nor rows: selecting only created_at lets the filter's
     # (..., created_at) index answer alone: 10-20 ms for 10,000 rows instead of 0.2-0.3 s.
     counted = queryset.order_by().values("created_at")[: COUNT_LIMIT + 1].count()
@@ -62,12 +52,8 @@ def estimated_count(queryset: QuerySet[Transaction]) -> int:
 
 
 def currencies_in_use() -> list[str]:
-    """The distinct currencies, in order: one probe of the currency index per currency.
-
-    SELECT DISTINCT reads every row: 0.45 s on a million. This "loose index scan"
-    (https://wiki.postgresql.org/wiki/Loose_indexscan) reads one index entry per
-    currency: 0.6 ms. SQLite runs it as well.
-    """
+    """The distinct currencies, in order, by a loose index scan: one index probe per currency
+    (0.6 ms on a million rows; SELECT DISTINCT reads them all, 0.45 s)."""
     table = Transaction._meta.db_table
     sql = f"""
         WITH RECURSIVE c(currency) AS (
@@ -88,8 +74,7 @@ class StatusCounts:
     processing: int
     failed: int
     processed: int
-    # True when `processed` is the table estimate less the others, not a count.
-    processed_is_estimate: bool
+    processed_is_estimate: bool  # the table estimate less the others
 
 
 def status_counts() -> StatusCounts:
@@ -97,14 +82,12 @@ def status_counts() -> StatusCounts:
     counts = dict(
         Transaction.objects.filter(status__in=[Status.PROCESSING, Status.FAILED])
         .values_list("status")
-        # COUNT(*), not COUNT(id): the status index alone answers it, with no read of the
-        # rows themselves (10 ms instead of 0.3-0.5 s at a million rows).
+        # COUNT(*), not COUNT(id): the status index alone answers (10 ms, not 0.3-0.5 s).
         .annotate(n=Count("*"))
         .order_by()
     )
     processing, failed = counts.get(Status.PROCESSING, 0), counts.get(Status.FAILED, 0)
-    estimate = estimated_row_count()
-    if estimate is not None and estimate >= EXACT_COUNT_BELOW:
+    if (estimate := big_table_estimate()) is not None:
         return StatusCounts(processing, failed, max(estimate - processing - failed, 0), True)
     processed = Transaction.objects.filter(status=Status.PROCESSED).count()
     return StatusCounts(processing, failed, processed, False)
@@ -121,12 +104,9 @@ def oldest_processing() -> Transaction | None:
 
 @dataclass(frozen=True)
 class Backlog:
-    # Due now, and no worker holds them: waiting for a free slot.
-    due_transactions: int
-    # How long the longest-waiting of those has waited past its due time (0 if none).
-    oldest_due_seconds: float
-    # django-q2 tasks not yet taken by a worker.
-    queued_tasks: int
+    due_transactions: int  # due now, and no worker holds them
+    oldest_due_seconds: float  # the longest wait past a due time (0 if none)
+    queued_tasks: int  # django-q2 tasks not yet taken by a worker
 
 
 def backlog() -> Backlog:
@@ -148,18 +128,12 @@ def last_received_at() -> datetime | None:
 @dataclass(frozen=True)
 class SecretUse:
     fingerprint: str
-    # Its place in WEBHOOK_SECRETS: 0 is the first (the newest, by convention).
-    position: int
-    # The arrival of the newest transaction it verified, or None if none stored.
-    last_verified_at: datetime | None
+    position: int  # in WEBHOOK_SECRETS: 0 is the first (the newest, by convention)
+    last_verified_at: datetime | None  # the newest transaction it verified
 
 
 def secrets_last_verified(*, secrets: Sequence[str]) -> list[SecretUse]:
-    """For each configured secret, when it last verified a webhook that was stored.
-
-    One probe of the (secret_fingerprint, -created_at) index per secret. Only the first
-    delivery of a transaction is recorded; redeliveries show in webhooks_verified_total.
-    """
+    """When each secret last verified a stored webhook (first deliveries only): an index probe each."""
     uses = []
     for position, secret in enumerate(secrets):
         fp = signatures.fingerprint(secret)
@@ -174,8 +148,7 @@ def secrets_last_verified(*, secrets: Sequence[str]) -> list[SecretUse]:
 
 
 LAG_WINDOW_SECONDS = 300
-# The latest this many processed transactions in the window stand for all of them, so
-# the query stays a bounded index read at any rate.
+# The latest this many stand for the whole window: a bounded index read at any rate.
 LAG_SAMPLE = 10_000
 
 
@@ -209,11 +182,8 @@ def processing_lag(*, window_seconds: float = LAG_WINDOW_SECONDS) -> ProcessingL
 
 
 def readiness() -> dict[str, str]:
-    """Whether this instance can serve: the database answers, and its schema is current.
-
-    Asked afresh on every probe (~6 ms of CPU: Django's migration graph and a query), so a
-    database restored to an older schema is noticed.
-    """
+    """The database answers and its schema is current; asked afresh on every probe (~6 ms of CPU),
+    so a database restored to an older schema is noticed."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -231,11 +201,7 @@ def purgeable_count(*, older_than: datetime) -> int:
 
 def payload_has(*, keys: Sequence[str], value: str) -> Q:
     """The payload holds `value` at the path `keys`, as a string or, if it reads as one, a number.
-
-    On PostgreSQL a containment test (payload @> '{"order_id": "A-1077"}'), which the GIN
-    index on payload serves (migration 0008); elsewhere a read of the key,
-    row by row.
-    """
+    On PostgreSQL a containment test the GIN index serves (migration 0008); elsewhere a scan."""
     candidates: list[Any] = [value]
     try:
         number = json.loads(value)

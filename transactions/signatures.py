@@ -1,17 +1,5 @@
-"""Standard Webhooks signatures (https://www.standardwebhooks.com/), in one place.
-
-A signed webhook carries three headers: `webhook-id`, `webhook-timestamp` (Unix
-seconds) and `webhook-signature`, a space-separated list of `v1,<base64 HMAC-SHA256>`
-over `"{id}.{timestamp}.{body}"`. Several signatures may be present (the sender is
-rotating secrets), and we hold several secrets (we are rotating): any match passes.
-
-The HMAC itself and the `whsec_` secret format come from the `standardwebhooks`
-package. Its `Webhook.verify()` is not used, because in version 1.1.0 its tolerance
-is fixed at five minutes, and malformed headers (a signature without a comma, bad
-base64) or a non-UTF-8 body raise ValueError/UnicodeDecodeError instead of its
-verification error, which would turn hostile input into a 500. So the headers are
-parsed strictly here, and signatures compared with `hmac.compare_digest`.
-"""
+"""Standard Webhooks signatures (https://www.standardwebhooks.com/), in one place. Headers are
+parsed strictly here rather than by the package's `Webhook.verify()`: docs/security.md says why."""
 
 import base64
 import binascii
@@ -53,20 +41,14 @@ class VerifiedMessage:
 
 
 def fingerprint(secret: str) -> str:
-    """A short, stable name for a secret that reveals nothing usable about it: the first
-    8 hex digits of its SHA-256. Stored with each transaction and shown to staff."""
+    """A short, stable name for a secret that reveals nothing usable: 8 hex digits of its SHA-256."""
     return hashlib.sha256(secret.encode()).hexdigest()[:8]
-
-
-def signer(secret: str) -> Webhook:
-    """A Standard Webhooks signer/verifier for one `whsec_...` secret."""
-    return Webhook(secret)
 
 
 def sign(*, secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The `webhook-signature` header value for `body` (UTF-8 JSON)."""
     when = datetime.fromtimestamp(timestamp, tz=UTC)
-    return signer(secret).sign(msg_id=msg_id, timestamp=when, data=body.decode("utf-8"))
+    return Webhook(secret).sign(msg_id=msg_id, timestamp=when, data=body.decode("utf-8"))
 
 
 def signed_headers(*, secret: str, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
@@ -87,10 +69,7 @@ def verify(
     tolerance_seconds: int,
     now: float | None = None,
 ) -> VerifiedMessage:
-    """Check a webhook's signature against the raw body; raise SignatureError if it fails.
-
-    `headers` is looked up by lower-case name.
-    """
+    """Check a webhook's signature against the raw body (`headers` by lower-case name), or raise."""
     msg_id = headers.get(ID_HEADER, "")
     timestamp = headers.get(TIMESTAMP_HEADER, "")
     signature_header = headers.get(SIGNATURE_HEADER, "")
@@ -120,12 +99,11 @@ def verify(
     when = datetime.fromtimestamp(int(timestamp), tz=UTC)
     matched: str | None = None
     for secret in secrets:
-        expected = signer(secret).sign(msg_id=msg_id, timestamp=when, data=body_text)
+        expected = Webhook(secret).sign(msg_id=msg_id, timestamp=when, data=body_text)
         expected_bytes = base64.b64decode(expected.partition(",")[2])
         for candidate in offered:
-            # Every comparison is made, matched or not. The first matching secret in the
-            # configured order (the newest first, see docs/security.md) is the one named:
-            # a sender signing with old and new during a rotation counts for the new one.
+            # Every comparison is made. The first matching secret in the configured order (the
+            # newest first) is named, so a sender signing with old and new counts for the new.
             if hmac.compare_digest(expected_bytes, candidate) and matched is None:
                 matched = secret
     if matched is None:

@@ -1,26 +1,7 @@
 """The worker side, in one place: how a due transaction becomes PROCESSED or FAILED.
 
-Follow one transaction through this file:
-1. A web process stores it (services.ingest_transaction) and calls `wake_workers()`,
-   which queues the django-q2 task `process_due_transactions` unless one is queued.
-2. A qcluster worker process runs that task: one `ProcessingRound`. The round claims
-   due transactions in batches (services.claim_due_transactions: a lease per batch),
-3. starts one external call per claim on `PaymentCalls`, an asyncio event loop in a
-   helper thread (the call is a wait, not work, so thousands share one process),
-4. and every PROCESSING_POLL_SECONDS records the calls that finished, in a few
-   statements per batch (services.record_outcomes, conditional on the lease).
-5. The round claims for a claim window, then finishes its calls and ends; if work is
-   still due it queues the next round at once. The minutely sweep (a django-q2
-   schedule) is the backstop for lost wake-ups and expired leases.
-
-Capacity: each worker process keeps up to PROCESSING_CONCURRENCY calls in flight, so a
-cluster processes up to QCLUSTER_WORKERS x PROCESSING_CONCURRENCY / call duration
-transactions a second (4 x 10,000 / 30 s = 1,333/s by default); beyond that, add
-qcluster processes (on this host or another) against the same database.
-
-Stopping: the qcluster command creates a stop event before the cluster forks, and sets
-it on SIGTERM/SIGINT. A round then stops claiming, lets its calls finish for up to
-PROCESSING_SHUTDOWN_GRACE_SECONDS, and hands the rest back for another worker.
+The flow, capacity and shutdown: docs/guarantees.md (How it works, Faults) and
+docs/performance.md (The capacity model).
 """
 
 from __future__ import annotations
@@ -54,12 +35,10 @@ PROCESS_TASK = "transactions.worker.process_due_transactions"
 SWEEP_SCHEDULE_NAME = "transactions: sweep for due transactions"
 PURGE_TASK = "transactions.worker.purge_expired_transactions"
 RETENTION_SCHEDULE_NAME = "transactions: delete PROCESSED transactions past retention"
-# Each run deletes what has aged past retention since the last one: at 1,000 webhooks/s,
-# 600,000 rows, a minute or two of batches.
+# At 1,000 webhooks/s a run deletes 600,000 rows: a minute or two of batches.
 RETENTION_INTERVAL_MINUTES = 10
 
-# How many claims one statement takes: big enough that bookkeeping is a few statements
-# a second at any rate, small enough that one batch's lease is never held idle for long.
+# Claims per statement: a few statements a second at any rate, and no lease held idle for long.
 CLAIM_BATCH = 1000
 
 
@@ -69,8 +48,7 @@ _stop: Event | None = None
 
 
 def install_stop_event() -> None:
-    """Create the event that stops every round; the qcluster command calls this before
-    the cluster forks its processes, so that all of them share it."""
+    """Called by qcluster before the cluster forks, so that every process shares the event."""
     global _stop
     _stop = multiprocessing.get_context("fork").Event()
 
@@ -91,12 +69,8 @@ _last_wakeup = float("-inf")
 
 
 def wake_workers() -> None:
-    """Ask for a processing round now rather than at the next sweep (web processes).
-
-    At most once per PROCESSING_WAKEUP_INTERVAL_SECONDS per process, and only when no
-    round is already queued: a running round keeps taking newly arrived transactions,
-    so one wake-up serves a burst. Losing one is harmless; the sweep finds all due work.
-    """
+    """Queue a processing round unless one is queued, at most once per interval per process:
+    a running round takes new arrivals too. A lost wake-up is harmless (the sweep)."""
     global _last_wakeup
     now = time.monotonic()
     with _wakeup_lock:
@@ -125,42 +99,37 @@ def queue_round() -> None:
     async_task(PROCESS_TASK, task_name=f"process-{uuid.uuid4().hex}", broker=_broker())
 
 
-def ensure_sweep_schedule() -> None:
-    """Create (or repair) the minutely sweep; run by `qcluster` at start.
+def _schedule(name: str, func: str, minutes: int) -> None:
+    defaults = {"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1}
+    Schedule.objects.update_or_create(name=name, defaults=defaults)
 
-    The sweep is the backstop for every way a transaction could otherwise wait forever:
-    a lost wake-up, a worker killed mid-call (its lease expires), a retry whose backoff
-    has passed. Made on start, so no deployment depends on a manual step.
-    """
-    Schedule.objects.update_or_create(
-        name=SWEEP_SCHEDULE_NAME,
-        defaults={"func": PROCESS_TASK, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
-    )
+
+def ensure_sweep_schedule() -> None:
+    """Create (or repair) the minutely sweep at qcluster's start: the backstop for lost
+    wake-ups, expired leases and passed backoffs, with no manual step."""
+    _schedule(SWEEP_SCHEDULE_NAME, PROCESS_TASK, 1)
 
 
 def ensure_retention_schedule() -> None:
-    """Create (or repair) the retention schedule when RETENTION_DAYS is set, and remove it
-    when it is not; run by `qcluster` at start, like the sweep."""
+    """Create (or repair) the retention schedule at qcluster's start, or remove it when unset."""
     if settings.RETENTION_DAYS is None:
         Schedule.objects.filter(name=RETENTION_SCHEDULE_NAME).delete()
-        return
-    Schedule.objects.update_or_create(
-        name=RETENTION_SCHEDULE_NAME,
-        defaults={
-            "func": PURGE_TASK,
-            "schedule_type": Schedule.MINUTES,
-            "minutes": RETENTION_INTERVAL_MINUTES,
-            "repeats": -1,
-        },
-    )
+    else:
+        _schedule(RETENTION_SCHEDULE_NAME, PURGE_TASK, RETENTION_INTERVAL_MINUTES)
+
+
+def _replace_dropped_connection() -> None:
+    # A worker's connection outlives its tasks and is not health-checked on use: one the
+    # database dropped meanwhile is replaced now, rather than failing this task.
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
 
 
 def purge_expired_transactions() -> int:
     """The retention task: delete PROCESSED transactions older than RETENTION_DAYS."""
     if settings.RETENTION_DAYS is None:
         return 0  # turned off since the schedule was made; the next qcluster start removes it
-    if connection.connection is not None and not connection.is_usable():
-        connection.close()
+    _replace_dropped_connection()
     return services.purge_processed_transactions(
         older_than=timezone.now() - timedelta(days=settings.RETENTION_DAYS),
         batch_size=settings.RETENTION_BATCH_SIZE,
@@ -176,11 +145,7 @@ def purge_expired_transactions() -> int:
 
 def process_due_transactions() -> dict[str, int]:
     """The django-q2 task: one processing round. Returns its counts."""
-    # A worker's connection outlives its tasks and is not health-checked on use: one the
-    # database dropped meanwhile (a restart, an outage) is replaced now, rather than
-    # failing this round and leaving its work to the next sweep.
-    if connection.connection is not None and not connection.is_usable():
-        connection.close()
+    _replace_dropped_connection()
     try:
         return asdict(ProcessingRound().run())
     except DatabaseError:
@@ -202,28 +167,19 @@ class Outcome:
 
 
 class PaymentCalls:
-    """External calls on an asyncio event loop in a helper thread.
-
-    The round's thread starts calls with `start()` and collects finished ones with
-    `finished()`; only that thread talks to the database, as Django expects. The
-    payment API's client (its connection pool) lives on the loop, made at enter and
-    closed at exit.
-    """
+    """External calls on an asyncio loop in a helper thread (a call is a wait, not work, so
+    thousands share one process); only the round's thread talks to the database."""
 
     def __enter__(self) -> PaymentCalls:
         self._finished: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="payment-calls", daemon=True)
         self._thread.start()
-        self._api = self._run(self._make_api())
+        self._api = self._run(payment_api.make_client())
         return self
 
     def _run(self, coroutine: Any, timeout: float = 5) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
-    @staticmethod
-    async def _make_api() -> payment_api.SimulatedPaymentAPI | payment_api.HTTPPaymentAPI:
-        return payment_api.make_client()
 
     def start(self, claim: services.Claim) -> None:
         asyncio.run_coroutine_threadsafe(self._call(claim), self._loop)
@@ -231,17 +187,9 @@ class PaymentCalls:
     async def _call(self, claim: services.Claim) -> None:
         started = time.monotonic()
         failure = None
-        payment = payment_api.Payment(
-            idempotency_key=claim.pk,
-            transaction_id=claim.transaction_id,
-            source_account=claim.source_account,
-            destination_account=claim.destination_account,
-            amount=claim.amount,
-            currency=claim.currency,
-        )
         try:
             await asyncio.wait_for(
-                payment_api.settle(self._api, payment), timeout=settings.PROCESSING_CALL_TIMEOUT_SECONDS
+                payment_api.settle(self._api, claim), timeout=settings.PROCESSING_CALL_TIMEOUT_SECONDS
             )
         except TimeoutError:
             failure = services.Failure(
@@ -257,23 +205,16 @@ class PaymentCalls:
         self._finished.put(Outcome(claim, failure, time.monotonic() - started))
 
     def finished(self, wait: float) -> list[Outcome]:
-        """The calls that ended by the end of `wait` seconds from now.
-
-        The whole wait, not until the first: calls end all the time at a high rate, and
-        recording them a poll's worth at once keeps the bookkeeping at a few statements
-        a second instead of some per transaction.
-        """
+        """The calls that ended within `wait` seconds. The whole wait, not until the first: a
+        poll's worth at once is a few statements a second, not some per transaction."""
         time.sleep(wait)
         outcomes = []
-        while True:
-            try:
-                outcomes.append(self._finished.get_nowait())
-            except queue.Empty:
-                return outcomes
+        while not self._finished.empty():  # this thread is the only consumer
+            outcomes.append(self._finished.get_nowait())
+        return outcomes
 
     def cancel_all(self, timeout: float = 5) -> None:
-        """Cancel every call and wait until each has stopped, so that none is still
-        running when its claim goes to another worker."""
+        """Cancel every call and wait until each has stopped, before its claim can go elsewhere."""
 
         async def cancel() -> None:
             calls = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
@@ -285,9 +226,8 @@ class PaymentCalls:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            # Normally nothing runs any more. After an error (the database went away)
-            # the calls are abandoned here, not later: their transactions are called
-            # again once their leases expire, and never by two workers at once.
+            # After an error (the database went away) calls are abandoned now, not later: their
+            # leases expire before anyone calls again, so never two workers at once.
             self.cancel_all()
         except Exception:
             logger.warning("payment calls did not stop within 5 s", exc_info=True)
@@ -314,7 +254,7 @@ class RoundSummary:
 
 
 class ProcessingRound:
-    """Claim due transactions while there is room, call, record; see the module docstring."""
+    """Claim due transactions while there is room, call, record; end after the claim window."""
 
     def __init__(
         self,
@@ -324,8 +264,7 @@ class ProcessingRound:
         idle: float | None = None,
     ) -> None:
         self.max_in_flight = max_in_flight or settings.PROCESSING_CONCURRENCY
-        # Jittered, so that the rounds of a busy cluster do not all end (and pause
-        # claiming while they finish their calls) at the same moment.
+        # Jittered, so that a busy cluster's rounds do not all end (and pause claiming) at once.
         window = settings.PROCESSING_CLAIM_WINDOW_SECONDS if claim_window is None else claim_window
         self.claim_until = time.monotonic() + window * random.uniform(0.5, 1.0)
         self.idle = settings.PROCESSING_IDLE_SECONDS if idle is None else idle
@@ -356,8 +295,7 @@ class ProcessingRound:
                     calls.cancel_all()
                     self._hand_back()
                     break
-        # Work still due when the window closed: the next round starts now, not at the
-        # next wake-up or sweep.
+        # Work still due when the window closed: the next round starts now, not at the sweep.
         if give_up_at is None and time.monotonic() >= self.claim_until and selectors.due_transactions_exist():
             queue_round()
         return self.summary
