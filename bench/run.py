@@ -360,8 +360,7 @@ class Bench:
                 response.read()
                 return response.status
             except OSError:
-                local.conn.close()
-                del local.conn
+                local.conn.close()  # its next request opens a new connection
                 return 0
 
         started = time.monotonic()
