@@ -1,11 +1,6 @@
-"""How many queries, and how long, the transactions admin takes on the current database.
-
-    python manage.py seed_transactions --count 1000000   # once
-    python bench/admin.py                                # prints one line per page
-
-Run against PostgreSQL (DATABASE_URL). It logs in as a throwaway superuser, fetches
-each page a few times, and prints the query count and the best wall time; timings on
-a shared machine are noisy, so look at the query counts first.
+"""`make bench-admin`: queries and best wall time of each transactions admin page on the
+current database (seed it first: `make seed`). Timings on a shared machine are noisy, so
+look at the query counts first; `-v` prints the queries.
 """
 
 import os

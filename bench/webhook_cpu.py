@@ -1,14 +1,10 @@
-"""CPU time one webhook costs inside the web process: the WSGI application, called in a
-loop with a prepared request, without a server or a network in between.
+"""CPU time one webhook costs inside the web process: the WSGI application called in a loop
+with the production request (https behind the proxy, a fresh transaction_id each time), no
+server or network. Best of --rounds (other work only adds to it), and GET / for reference.
 
     createdb -h 127.0.0.1 -U postgres webhooks_cpu
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/webhooks_cpu python manage.py migrate
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/webhooks_cpu python bench/webhook_cpu.py
-
-The request is the production one (https behind the TLS proxy, Host allowed, a fresh
-transaction_id each time, so every call stores a row). It prints the process CPU time
-per webhook, best of --rounds (other work on a shared machine only adds to it), and
-the same for GET / as a reference. Not a test: numbers vary with the machine.
 """
 
 import argparse
@@ -20,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from wsgiref.util import setup_testing_defaults
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webhooks_project.settings")
@@ -30,55 +27,40 @@ from transactions.examples import EXAMPLE_WEBHOOK
 from webhooks_project.wsgi import application  # sets Django up
 
 
-def environ(method: str, path: str, body: bytes = b"") -> dict:
-    return {
+def request(method: str, path: str, body: bytes = b"") -> dict:
+    environ = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
         "HTTP_HOST": "127.0.0.1:8000",
+        "REMOTE_ADDR": "127.0.0.1",
         "HTTP_X_FORWARDED_PROTO": "https",
         "CONTENT_TYPE": "application/json",
         "CONTENT_LENGTH": str(len(body)),
         "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
     }
+    setup_testing_defaults(environ)  # the rest of a WSGI environ
+    return environ
 
 
 def webhook() -> dict:
     body = {**EXAMPLE_WEBHOOK, "transaction_id": f"cpu_{uuid.uuid4().hex[:24]}"}
-    return environ("POST", "/v1/webhooks/transactions", json.dumps(body).encode())
+    return request("POST", "/v1/webhooks/transactions", json.dumps(body).encode())
 
 
 def health() -> dict:
-    return environ("GET", "/")
+    return request("GET", "/")
 
 
 def cpu_per_call(make_environ: Callable[[], dict], count: int, expected: str) -> float:
     statuses: list[str] = []
-
-    def start_response(status: str, headers: list, exc_info: object = None) -> None:
-        statuses.append(status)
-
-    requests = [make_environ() for _ in range(count)]
+    environs = [make_environ() for _ in range(count)]
     started = time.process_time()
-    for request in requests:
-        response = application(request, start_response)
-        for _ in response:
-            pass
+    for environ in environs:
+        response = application(environ, lambda status, headers, exc_info=None: statuses.append(status))
+        b"".join(response)
         response.close()
     elapsed = time.process_time() - started
-    wrong = [s for s in statuses if not s.startswith(expected)]
-    if wrong:
+    if wrong := [status for status in statuses if not status.startswith(expected)]:
         raise SystemExit(f"unexpected answers: {wrong[:3]}")
     return elapsed / count
 
