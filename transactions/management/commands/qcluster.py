@@ -32,19 +32,14 @@ class GracefulCluster(Cluster):
         self.stop_requested = True
 
 
-class _ChildHook:
-    """Runs in every process forked from here on; held by the command, as the registry is weak."""
-
-    def __init__(self, main_pid: int) -> None:
-        self.main_pid = main_pid
-
-    def __call__(self) -> None:
-        # The sentinel (and all it forks) leaves our process group, so that a signal to
-        # the group (Ctrl-C, honcho) reaches this process alone, which stops gracefully.
-        if os.getppid() == self.main_pid:
-            os.setpgid(0, 0)
-        if sys.platform.startswith("linux"):
-            _die_with_parent()
+def _tie_to_cluster(main_pid: int) -> None:
+    # Runs in every process forked from here on. The sentinel (and all it forks) leaves our
+    # process group, so a signal to the group (Ctrl-C, honcho) reaches this process alone,
+    # which stops gracefully.
+    if os.getppid() == main_pid:
+        os.setpgid(0, 0)
+    if sys.platform.startswith("linux"):
+        _die_with_parent()
 
 
 def _die_with_parent() -> None:
@@ -60,10 +55,7 @@ def _die_with_parent() -> None:
 
 
 class Command(qcluster.Command):
-    help = (
-        "Starts the django-q2 cluster that processes transactions. "
-        "Stop it with SIGTERM to this (the main) process only."
-    )
+    help = "Starts the django-q2 cluster that processes transactions; stop it with SIGTERM to this process."
 
     def handle(self, *args: Any, **options: Any) -> None:
         worker.ensure_sweep_schedule()
@@ -72,8 +64,8 @@ class Command(qcluster.Command):
         connections.close_all()
         # Before the fork, so that every process shares it: rounds hear of a stop and stop claiming.
         worker.install_stop_event()
-        self._child_hook = _ChildHook(os.getpid())
-        register_after_fork(self._child_hook, _ChildHook.__call__)
+        main_pid = os.getpid()
+        register_after_fork(self, lambda command: _tie_to_cluster(main_pid))  # while this command lives
         if options.get("cluster_name"):
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
         cluster = GracefulCluster()
