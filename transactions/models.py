@@ -69,7 +69,7 @@ class Transaction(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Unique by a constraint (Meta), not unique=True: on PostgreSQL that would also add a
     # second, varchar_pattern_ops index for LIKE queries, which every webhook's INSERT
-    # paid for and only the `seed_transactions --delete` / `demo` prefix filters used.
+    # paid for and only the `seed_transactions --delete` prefix filter used.
     transaction_id = models.CharField(max_length=IDENTIFIER_MAX_LENGTH)
     source_account = models.CharField(max_length=IDENTIFIER_MAX_LENGTH)
     destination_account = models.CharField(max_length=IDENTIFIER_MAX_LENGTH)
