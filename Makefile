@@ -72,9 +72,20 @@ format: setup
 openapi: setup
 	DJANGO_SECRET_KEY=openapi python manage.py spectacular --file docs/openapi.yaml --validate --fail-on-warn
 
-## Send webhooks to the service started by `make run` and watch them get processed.
+## Send webhooks to the service started by `make run` and watch them get processed: one; one
+## delivered 5 times at once; a burst of 300, each sent twice. DEMO_ARGS sends those instead.
+DEMO := $(LOCAL) python manage.py send_webhook --url http://127.0.0.1:$(PORT)/v1/webhooks/transactions --watch
 demo: setup .env
-	$(LOCAL) python manage.py demo --url http://127.0.0.1:$(PORT) $(DEMO_ARGS)
+ifdef DEMO_ARGS
+	$(DEMO) $(DEMO_ARGS)
+else
+	@echo "== 1. One webhook: 202 at once, PROCESSING, then PROCESSED"
+	$(DEMO)
+	@echo "== 2. The same webhook delivered 5 times at once: stored once, processed once"
+	$(DEMO) --duplicates 5
+	@echo "== 3. A burst of 300 webhooks from 20 connections, each sent twice"
+	$(DEMO) --count 300 --duplicates 2 --concurrency 20
+endif
 
 ## Add a million realistic transactions (ids seed_*), to try the admin at scale; `make seed SEED_ARGS=--delete` removes them.
 SEED_ARGS ?= --count 1000000

@@ -1,15 +1,4 @@
-"""`manage.py qcluster`: django-q2's cluster, stopped gracefully and tied together.
-
-- Graceful stop: a processing round can run for minutes, so it must hear of a stop to
-  stop claiming. The stop event (worker.install_stop_event) is created before the
-  cluster forks, so every process shares it; SIGTERM/SIGINT set it.
-- Tied together: django-q2's processes do not watch their parent. If this process is
-  killed outright (SIGKILL, the OOM killer), Linux kills each child too (PDEATHSIG), so
-  the whole cluster goes down like a crash and its leases expire for another cluster.
-- The sentinel (and every process it forks) leaves this process's group, so a signal
-  to the group (Ctrl-C in a terminal, honcho, supervisor's stopasgroup) reaches this
-  process alone, which stops the cluster gracefully instead of killing calls mid-way.
-"""
+"""django-q2's qcluster, stopped gracefully and tied together: docs/operations.md#stopping-qcluster."""
 
 import ctypes
 import logging
@@ -31,36 +20,31 @@ from transactions import worker
 
 logger = logging.getLogger(__name__)
 
-# prctl(2) option: the signal this process gets when the thread that forked it exits.
-_PR_SET_PDEATHSIG = 1
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when the thread that forked it exits
 
 
 class GracefulCluster(Cluster):
     stop_requested = False
 
     def sig_handler(self, signum: int, frame: Any) -> None:
-        # Only note it. django-q2 stops the cluster right here, inside the handler,
-        # taking locks the interrupted code may hold (upstream issue #346); the
-        # command's main loop does the stopping instead.
+        # Only note it: django-q2 stops inside the handler, taking locks the interrupted
+        # code may hold (django-q2 issue #346); the command's main loop stops instead.
         self.stop_requested = True
 
 
-class _ChildHook:
-    """Held by the command, so that multiprocessing's weak after-fork registry keeps it."""
-
-    def __init__(self, main_pid: int) -> None:
-        self.main_pid = main_pid
-
-    def __call__(self) -> None:
-        # Runs in every process multiprocessing forks from here on: the sentinel, and
-        # (inherited) the workers, pusher and monitor it forks in turn.
-        if os.getppid() == self.main_pid:
-            os.setpgid(0, 0)  # the sentinel: a process group of its own
-        if sys.platform.startswith("linux"):
-            _die_with_parent()
+def _tie_to_cluster(main_pid: int) -> None:
+    # Runs in every process forked from here on. The sentinel (and all it forks) leaves our
+    # process group, so a signal to the group (Ctrl-C, honcho) reaches this process alone,
+    # which stops gracefully.
+    if os.getppid() == main_pid:
+        os.setpgid(0, 0)
+    if sys.platform.startswith("linux"):
+        _die_with_parent()
 
 
 def _die_with_parent() -> None:
+    # django-q2's processes do not watch their parent: if this one is SIGKILLed, Linux
+    # kills them too, so the cluster goes down like a crash and its leases expire.
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         logger.warning("could not tie process %d to its parent: errno %d", os.getpid(), ctypes.get_errno())
@@ -71,26 +55,23 @@ def _die_with_parent() -> None:
 
 
 class Command(qcluster.Command):
-    help = (
-        "Starts the django-q2 cluster that processes transactions. "
-        "Stop it with SIGTERM to this (the main) process only."
-    )
+    help = "Starts the django-q2 cluster that processes transactions; stop it with SIGTERM to this process."
 
     def handle(self, *args: Any, **options: Any) -> None:
         worker.ensure_sweep_schedule()
         worker.ensure_retention_schedule()
         # No connection may cross the fork: a child closing its copy would end ours.
         connections.close_all()
+        # Before the fork, so that every process shares it: rounds hear of a stop and stop claiming.
         worker.install_stop_event()
-        self._child_hook = _ChildHook(os.getpid())
-        register_after_fork(self._child_hook, _ChildHook.__call__)
+        main_pid = os.getpid()
+        register_after_fork(self, lambda command: _tie_to_cluster(main_pid))  # while this command lives
         if options.get("cluster_name"):
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
         cluster = GracefulCluster()
         cluster.start()
         if not cluster.stop_requested:
-            # Work left behind by a cluster that crashed (leases expired) or that
-            # arrived while no cluster ran is taken now, not at the next sweep.
+            # Work left by a crashed cluster, or that arrived while none ran, is taken now.
             worker.queue_round()
             connections.close_all()  # this process only watches its cluster from here on
         while not (cluster.stop_requested or options.get("run_once")):
@@ -102,14 +83,11 @@ class Command(qcluster.Command):
     @staticmethod
     def _stop(cluster: GracefulCluster) -> None:
         def stop() -> None:
-            # Running rounds hear it first: they stop claiming and finish (or hand
-            # back) their calls while django-q2 drains the workers.
-            worker.request_stop()
+            worker.request_stop()  # running rounds hear it first, while django-q2 drains the workers
             cluster.stop()
 
-        # Stopping can block for ever on a lock held by a process that was killed
-        # meanwhile (a SIGTERM to the whole process group kills the sentinel and the
-        # workers at once): wait for it only while the sentinel lives.
+        # Stopping can block for ever on a lock held by a process killed meanwhile (a
+        # SIGTERM to the whole group): wait for it only while the sentinel lives.
         stopper = threading.Thread(target=stop, name="stop-cluster", daemon=True)
         stopper.start()
         while stopper.is_alive() and cluster.sentinel.is_alive():
