@@ -15,7 +15,9 @@ sys.path.insert(0, str(_root))  # the project's modules, whichever directory gun
 service = runpy.run_path(str(_root / "webhooks_project" / "settings.py"))
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+# One gevent worker per CPU: each serves many connections, and more processes only contend
+# for the cores (2 cores: 725-752 webhooks/s with 2 workers, 584-615 with 4; benchmarks.md).
+workers = int(os.environ.get("WEB_CONCURRENCY") or len(os.sched_getaffinity(0)))
 # A slow client holds a greenlet, not one of a few threads: with gthread's 4x4 threads, 48
 # connections dribbling headers stopped all ingestion (tests/test_slow_clients.py).
 worker_class = "gevent"
