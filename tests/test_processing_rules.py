@@ -16,7 +16,7 @@ from django_q.models import Schedule
 from tests.factories import stored_transaction
 from transactions import services, worker
 from transactions.models import Status, Transaction
-from transactions.services import claim_due_transactions
+from transactions.services import Failure, claim_due_transactions
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,7 +56,7 @@ def test_only_the_current_lease_holder_can_record_an_outcome():
     [new] = claim_due_transactions(limit=1)
 
     assert services.record_outcomes([(old, None)])["lost"] == 1
-    assert services.record_outcomes([(old, "late failure")])["lost"] == 1
+    assert services.record_outcomes([(old, Failure("late failure"))])["lost"] == 1
     assert services.release_claims([old]) == 0
     assert services.record_outcomes([(new, None)])["processed"] == 1
 
@@ -68,7 +68,7 @@ def test_processed_at_is_written_once_and_a_processed_transaction_never_moves_ba
     processed_at = Transaction.objects.get(pk=txn.pk).processed_at
 
     assert services.record_outcomes([(claim, None)])["lost"] == 1
-    assert services.record_outcomes([(claim, "too late")])["lost"] == 1
+    assert services.record_outcomes([(claim, Failure("too late"))])["lost"] == 1
     assert services.release_claims([claim]) == 0
     assert services.retry_transactions(pks=[txn.pk]) == 0
     _expire_leases()
@@ -90,7 +90,7 @@ def test_a_failed_attempt_waits_out_an_exponential_backoff(settings):
     waits = []
     for _ in range(3):
         [claim] = claim_due_transactions(limit=1)
-        assert services.record_outcomes([(claim, "boom")])["retrying"] == 1
+        assert services.record_outcomes([(claim, Failure("boom"))])["retrying"] == 1
         assert claim_due_transactions(limit=1) == []  # not due during the backoff
         txn.refresh_from_db()
         waits.append((txn.next_attempt_at - timezone.now()).total_seconds())
@@ -105,11 +105,11 @@ def test_the_last_allowed_attempt_failing_marks_the_transaction_failed_with_its_
     settings.PROCESSING_MAX_ATTEMPTS = 2
     txn = stored_transaction()
     [claim] = claim_due_transactions(limit=1)
-    assert services.record_outcomes([(claim, "first")])["retrying"] == 1
+    assert services.record_outcomes([(claim, Failure("first"))])["retrying"] == 1
     Transaction.objects.update(next_attempt_at=Now())  # the backoff has passed
     [claim] = claim_due_transactions(limit=1)
 
-    assert services.record_outcomes([(claim, "second")])["failed"] == 1
+    assert services.record_outcomes([(claim, Failure("second"))])["failed"] == 1
 
     txn.refresh_from_db()
     assert (txn.status, txn.attempts, txn.last_error, txn.processed_at) == (Status.FAILED, 2, "second", None)
@@ -206,7 +206,11 @@ def test_outcomes_of_many_calls_are_recorded_together_each_by_its_own_rule(setti
     claims = {claim.pk: claim for claim in claim_due_transactions(limit=10)}
 
     counts = services.record_outcomes(
-        [(claims[ok.pk], None), (claims[retry.pk], "503 from provider"), (claims[give_up.pk], "declined")]
+        [
+            (claims[ok.pk], None),
+            (claims[retry.pk], Failure("503 from provider")),
+            (claims[give_up.pk], Failure("declined")),
+        ]
     )
 
     assert counts == {"processed": 1, "retrying": 1, "failed": 1, "lost": 0}

@@ -224,11 +224,11 @@ def _held(claims: Iterable[Claim]) -> Any:
     )
 
 
-def record_outcomes(results: Iterable[tuple[Claim, Failure | str | None]]) -> dict[str, int]:
+def record_outcomes(results: Iterable[tuple[Claim, Failure | None]]) -> dict[str, int]:
     """Record finished external calls: `(claim, None)` for success, `(claim, failure)`.
 
     A success is PROCESSED. A permanent failure (the payment API refused the payment)
-    is FAILED at once; any other failure (a plain error text is one) is retried after
+    is FAILED at once; any other failure is retried after
     BACKOFF * 2**(attempts-1) seconds, or the provider's Retry-After if longer, and is
     FAILED after PROCESSING_MAX_ATTEMPTS. Only rows whose lease the claim still holds
     change, so a status never moves backwards and a late worker records nothing.
@@ -239,8 +239,6 @@ def record_outcomes(results: Iterable[tuple[Claim, Failure | str | None]]) -> di
     """
     groups: dict[tuple[uuid.UUID, str, float, str], list[Claim]] = defaultdict(list)
     for claim, failure in results:
-        if isinstance(failure, str):
-            failure = Failure(failure)
         if failure is None:
             key = (claim.token, Status.PROCESSED, 0.0, "")
         elif failure.permanent or claim.attempts >= settings.PROCESSING_MAX_ATTEMPTS:
