@@ -4,7 +4,6 @@ from django.apps import AppConfig
 class TransactionsConfig(AppConfig):
     name = "transactions"
     verbose_name = "Payment transactions"
-    default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
         from . import checks, openapi  # noqa: F401 (registers system checks and OpenAPI extensions)
