@@ -42,7 +42,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = PayloadTooLarge()
     elif isinstance(exc, (OperationalError, InterfaceError)):
         # The database is unreachable: nothing was stored, so the sender must retry.
-        logger.warning("database unavailable: %s", exc.__class__.__name__)
+        # The message tells an outage ("connection refused") from a full pool ("couldn't get a
+        # connection after 3.00 sec"); psycopg's never holds the password.
+        logger.warning("database unavailable: %s: %s", exc.__class__.__name__, str(exc).strip())
         replace_broken_connection()  # so that the next request gets a working one
         exc = ServiceUnavailable()
     elif isinstance(exc, DatabaseError):
