@@ -57,6 +57,7 @@ def test_retry_after_is_read_in_seconds_or_as_an_http_date():
     assert parse_retry_after("Wed, 25 Nov 2026 10:00:30 GMT", now=now) == 30
     assert parse_retry_after("Wed, 25 Nov 2026 09:00:00 GMT", now=now) == 0  # already past
     assert parse_retry_after("soon") is None
+    assert parse_retry_after("\u00b2") is None  # a digit to str.isdigit(), not to float()
     assert parse_retry_after(None) is None
     assert parse_retry_after("99999999") == 3600  # capped
 

@@ -4,7 +4,6 @@ or simulated. Its rules: docs/operations.md (A real payment API)."""
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import time
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 from django.conf import settings
+from django.utils.http import parse_http_date
 
 if TYPE_CHECKING:  # services imports the worker, which imports this
     from .services import Claim
@@ -36,32 +36,16 @@ class PaymentAPIError(Exception):
         self.retry_after = retry_after
 
 
-def request_body(claim: Claim) -> dict[str, str]:
-    # The amount as a string: exact, whatever the provider's JSON numbers are.
-    return {
-        "transaction_id": claim.transaction_id,
-        "source_account": claim.source_account,
-        "destination_account": claim.destination_account,
-        "amount": str(claim.amount),
-        "currency": claim.currency,
-    }
-
-
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds from a `Retry-After` header: delta-seconds or an HTTP date; None if absent or bad."""
-    if not value:
+    value = (value or "").strip()
+    try:
+        if value.isdigit():
+            seconds = float(value)
+        else:
+            seconds = parse_http_date(value) - (now or datetime.now(UTC)).timestamp()
+    except ValueError:  # absent, or neither delta-seconds (float() refuses "²") nor an HTTP date
         return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
@@ -102,10 +86,16 @@ class HTTPPaymentAPI:
         )
 
     async def send(self, claim: Claim) -> None:
+        # The amount as a string: exact, whatever the provider's JSON numbers are.
+        body = {
+            "transaction_id": claim.transaction_id,
+            "source_account": claim.source_account,
+            "destination_account": claim.destination_account,
+            "amount": str(claim.amount),
+            "currency": claim.currency,
+        }
         try:
-            response = await self.client.post(
-                self.url, json=request_body(claim), headers={"Idempotency-Key": str(claim.pk)}
-            )
+            response = await self.client.post(self.url, json=body, headers={"Idempotency-Key": str(claim.pk)})
         except httpx.TimeoutException as exc:
             raise PaymentAPIError(f"payment API timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-NEW_RECORD = {"settled": 0, "requests": 0, "duplicates": 0, "in_flight": 0, "max_in_flight": 0}
+NEW_RECORD = {"settled": 0, "requests": 0, "duplicates": 0, "in_flight": 0}
 Answer = tuple[int, dict[str, str], Any]
 
 
@@ -25,7 +25,7 @@ class FakeProvider(ThreadingHTTPServer):
         self.keys: dict[str, dict[str, Any]] = {}  # the ledger's record of each key
         self.results: dict[str, dict[str, Any]] = {}  # a settled key's answer, replayed to repeats
         self.calls: list[dict[str, Any]] = []
-        self.in_flight = self.max_in_flight = self.settled = 0
+        self.in_flight = self.max_in_flight = 0
 
     def ledger(self) -> bytes:
         with self.lock:
@@ -41,16 +41,13 @@ class FakeProvider(ThreadingHTTPServer):
             return 200, {}, dict(self.mode)
 
     def pay(self, key: str, payment: dict[str, Any]) -> Answer:
-        now = time.time()
         # Every request is a call in the ledger, repeats included: the caps count them all.
-        call = {"key": key, "start": now, "end": None, "status": None}
+        call = {"key": key, "start": time.time(), "end": None, "status": None}
         with self.lock:
             fields = {field: payment.get(field) for field in ("transaction_id", "amount", "currency")}
-            record = self.keys.setdefault(key, {**fields, **NEW_RECORD, "first_at": now})
+            record = self.keys.setdefault(key, {**fields, **NEW_RECORD})
             record["requests"] += 1
-            record["last_at"] = now
             record["in_flight"] += 1
-            record["max_in_flight"] = max(record["max_in_flight"], record["in_flight"])
             self.calls.append(call)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -74,9 +71,8 @@ class FakeProvider(ThreadingHTTPServer):
             headers = {"Retry-After": mode["retry_after"]} if mode["retry_after"] else {}
             return mode["fail_status"], headers, {"error": mode["error_body"] or "failed"}
         with self.lock:
-            self.settled += 1
             self.keys[key]["settled"] += 1
-            self.results[key] = {"id": f"pay_{self.settled}", "status": "settled", **payment}
+            self.results[key] = {"id": f"pay_{len(self.results) + 1}", "status": "settled", **payment}
             return 200, {}, self.results[key]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
