@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from http.client import HTTPConnection
 from pathlib import Path
-from subprocess import DEVNULL, PIPE, STDOUT, Popen
+from subprocess import PIPE, STDOUT, Popen
 from typing import Any
 
 import psycopg
@@ -383,8 +383,8 @@ class Bench:
         log(f"ingestion: wrk -c{CONNECTIONS} -t{THREADS} for {duration}s")
         # CPU per webhook does not depend on what else the machine is doing; throughput does.
         monitor, machine = Monitor(self.service, self.db), machine_ticks()
-        wrk_before = children_cpu()  # the children that end meanwhile: wrk (and py-spy, --profile)
-        with every(0.5, monitor.sample), self.py_spy(max(5, duration - 5)):
+        wrk_before = children_cpu()  # the children that end meanwhile: wrk
+        with every(0.5, monitor.sample):
             run = self.wrk_result(self.wrk("run", duration), duration + 60)
         busy_percent, busy_seconds = busy_since(machine)
         busy_seconds = max(busy_seconds, 1e-9)
@@ -410,30 +410,6 @@ class Bench:
             f"{busy_percent:.1f}% of all cores, of which wrk {busy_percent * wrk:.1f}% "
             f"and other work on the machine (noise) {other:.1f}%",
         ]
-
-    @contextmanager
-    def py_spy(self, seconds: int) -> Iterator[None]:
-        """With --profile: py-spy samples one gunicorn worker while the body runs, then this
-        prints each function's inclusive share of the samples."""
-        if not self.args.profile:
-            yield
-            return
-        raw, pid = self.out / "gunicorn-worker.pyspy.txt", str(self.service.web_workers()[0])
-        options = ["--duration", str(seconds), "--rate", "250", "--format", "raw", "--nonblocking"]
-        proc = Popen(
-            [str(BIN / "py-spy"), "record", "--pid", pid, *options, "--output", str(raw)], stdout=DEVNULL
-        )
-        try:
-            yield
-        finally:
-            proc.wait(timeout=seconds + 30)
-        shares, total = Counter(), 0
-        for stack, _, count in (line.rpartition(" ") for line in raw.read_text().splitlines()):
-            shares.update(dict.fromkeys(set(stack.split(";")), int(count)))
-            total += int(count)
-        print(f"\npy-spy: one gunicorn worker, {total} samples, inclusive share (raw stacks in {raw})")
-        for frame, samples in shares.most_common(30):
-            print(f"  {100 * samples / total:5.1f}%  {frame}")
 
     def sustained(self) -> list[str]:
         """A steady offered rate for a while, then until every acknowledged webhook is PROCESSED."""
@@ -541,7 +517,6 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=30, help="seconds of measured ingestion")
     parser.add_argument("--burst", type=int, default=1000, help="webhooks in the burst (0: none)")
     parser.add_argument("--skip-single", action="store_true", help="no single-webhook phase")
-    parser.add_argument("--profile", action="store_true", help="py-spy one gunicorn worker during ingestion")
     parser.add_argument("--sustained", type=int, default=0, metavar="RATE", help="instead: RATE webhooks/s")
     parser.add_argument("--sustained-duration", type=int, default=180, help="seconds of sustained load")
     parser.add_argument("--qclusters", type=int, default=1, help="qcluster processes (scale-out)")
@@ -549,9 +524,6 @@ def main() -> int:
     parser.add_argument("--purge-rate", type=int, default=500, help="webhooks/s offered around the purge")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a service setting")
     args = parser.parse_args()
-    if args.profile and not (BIN / "py-spy").exists():
-        # Only for --profile, so not in requirements.txt (CI never needs it).
-        subprocess.run([str(BIN / "pip"), "install", "--quiet", "py-spy==0.4.3"], check=True)
     out_dir, start = Path(tempfile.mkdtemp(prefix="webhooks-bench-")), machine_ticks()
     time.sleep(2)
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -566,7 +538,8 @@ def main() -> int:
     with running(args, out_dir) as service:
         bench = Bench(args, service, out_dir)
         report += [f"gunicorn workers: {len(service.web_workers())}", f"qcluster processes: {args.qclusters}"]
-        log(f"service up on 127.0.0.1:{service.port}: {report[-2]}, {report[-1]}")
+        workers = " ".join(str(pid) for pid in service.web_workers())  # for py-spy (docs/benchmarks.md)
+        log(f"service up on 127.0.0.1:{service.port}: {report[-2]} (pids {workers}), {report[-1]}")
         if args.sustained:
             report += bench.sustained()
         if args.purge_rows:
