@@ -24,6 +24,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 from subprocess import PIPE, STDOUT, Popen
 from typing import Any
+from urllib.request import urlopen
 
 import psycopg
 
@@ -190,6 +191,12 @@ class Service:
         return path
 
     def start(self, qclusters: int) -> None:
+        """On a freshly recreated database."""
+        info = psycopg.conninfo.conninfo_to_dict(self.env["DATABASE_URL"])
+        name, server = info.pop("dbname"), psycopg.conninfo.make_conninfo(**info, dbname="postgres")
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
         self.manage("migrate", "--noinput", "--verbosity", "0")
         self.manage("collectstatic", "--noinput", "--verbosity", "0")
         # The command line wins over the config file: loopback only.
@@ -204,14 +211,11 @@ class Service:
             wait_for(lambda path=path: b"running" in path.read_bytes(), 60, "qcluster to start")
 
     def healthy(self) -> bool:
-        connection = HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
-            connection.request("GET", "/")
-            return connection.getresponse().status == 200
+            with urlopen(f"http://127.0.0.1:{self.port}/", timeout=2) as response:
+                return response.status == 200
         except OSError:
             return False
-        finally:
-            connection.close()
 
     def web_pids(self) -> list[int]:
         return session(self.procs[0].pid)
@@ -234,23 +238,6 @@ class Service:
                 os.kill(pid, signal.SIGKILL)
         for proc in self.procs:
             proc.wait()
-
-
-@contextmanager
-def running(args: argparse.Namespace, log_dir: Path) -> Iterator[Service]:
-    """The service on a freshly recreated database; stopped, all of it, at the end."""
-    info = psycopg.conninfo.conninfo_to_dict(args.database_url)
-    name = info.pop("dbname")
-    with psycopg.connect(psycopg.conninfo.make_conninfo(**info, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    service = Service(args.database_url, log_dir, dict(item.split("=", 1) for item in args.env))
-    try:
-        service.start(args.qclusters)
-        yield service
-    finally:
-        log("stopping the service")
-        service.stop()
 
 
 class Monitor:
@@ -535,10 +522,12 @@ def main() -> int:
         f"logs: {out_dir}",
     ]
     log(f"fresh database {args.database_url}; logs in {out_dir}")
-    with running(args, out_dir) as service:
+    service = Service(args.database_url, out_dir, dict(item.split("=", 1) for item in args.env))
+    try:
+        service.start(args.qclusters)
         bench = Bench(args, service, out_dir)
-        report += [f"gunicorn workers: {len(service.web_workers())}", f"qcluster processes: {args.qclusters}"]
-        workers = " ".join(str(pid) for pid in service.web_workers())  # for py-spy (docs/benchmarks.md)
+        workers = service.web_workers()  # their pids logged for py-spy (docs/benchmarks.md)
+        report += [f"gunicorn workers: {len(workers)}", f"qcluster processes: {args.qclusters}"]
         log(f"service up on 127.0.0.1:{service.port}: {report[-2]} (pids {workers}), {report[-1]}")
         if args.sustained:
             report += bench.sustained()
@@ -551,6 +540,9 @@ def main() -> int:
                 seconds = bench.deliver("single", 1)[2]
                 report.append(f"single webhook: PROCESSING -> PROCESSED in {seconds:.2f}s")
             report += bench.ingestion()
+    finally:
+        log("stopping the service")
+        service.stop()
     print("\n================ benchmark results ================", *report, "=" * 51, sep="\n")
     return 1 if bench.failed else 0
 
