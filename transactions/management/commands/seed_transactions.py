@@ -22,8 +22,7 @@ ERRORS = [
     "external call timed out after 45s",
 ]
 # PostgreSQL makes the rows itself, in one statement: none passes through Python. The
-# innermost SELECT draws each row's random values, the next its status, the outer the rest.
-# _rows() below makes the same rows in Python, for other databases.
+# innermost SELECT draws each row's random numbers, the next its status, the outer the rest.
 INSERT = """
 INSERT INTO transactions_transaction (
     id, transaction_id, source_account, destination_account, amount, currency, status, payload,
@@ -35,6 +34,7 @@ SELECT
     jsonb_build_object(
         'transaction_id', txn_id, 'source_account', source, 'destination_account', destination,
         'amount', amount, 'currency', currency,
+        -- Fields beyond the five the API needs, as real senders add: staff search by them.
         'order_id', 'A-' || %(run)s || '-' || i, 'customer', jsonb_build_object('country', country)
     ),
     deliveries, deliveries > 1 AND random() < 0.02, attempts,
@@ -47,6 +47,7 @@ FROM (
     SELECT
         *,
         now() - age * interval '1 s' AS created,
+        -- Still being worked on: recent, or waiting for a retry after failures.
         CASE WHEN age < 60 OR roll < 0.002 THEN 'PROCESSING' WHEN roll < 0.012 THEN 'FAILED'
             ELSE 'PROCESSED' END AS status,
         CASE WHEN age < 60 OR roll >= 0.012 THEN 1 WHEN roll < 0.002 THEN 1 + floor(random() * 4)
@@ -54,17 +55,16 @@ FROM (
     FROM (
         SELECT
             i,
+            -- Newer rows are likelier: traffic grows, and the admin opens on the newest.
             86400 * (%(min_age_days)s + %(days)s * random() ^ 2) AS age,
             random() AS roll,
             %(prefix)s || lpad(i::text, 8, '0') AS txn_id,
             'acc_user_' || (1 + floor(random() * 50000))::int AS source,
             'acc_merchant_' || (1 + floor(random() * 2000))::int AS destination,
             (100 + floor(random() * CASE WHEN random() < 0.5 THEN 4901 ELSE 499901 END)) / 100 AS amount,
-            (%(currencies)s::text[])[1 + floor(random() * cardinality(%(currencies)s::text[]))::int]
-                AS currency,
-            (%(countries)s::text[])[1 + floor(random() * cardinality(%(countries)s::text[]))::int]
-                AS country,
-            (%(errors)s::text[])[1 + floor(random() * cardinality(%(errors)s::text[]))::int] AS error,
+            (%(cur)s::text[])[1 + floor(random() * cardinality(%(cur)s::text[]))::int] AS currency,
+            (%(cty)s::text[])[1 + floor(random() * cardinality(%(cty)s::text[]))::int] AS country,
+            (%(err)s::text[])[1 + floor(random() * cardinality(%(err)s::text[]))::int] AS error,
             CASE WHEN random() < 0.9 THEN 1 ELSE 2 + floor(random() * 5) END AS deliveries
         FROM generate_series(0, %(count)s - 1) i
     ) draws
@@ -73,11 +73,11 @@ FROM (
 
 
 def _rows(options: dict[str, Any], run: str, now: datetime, rng: random.Random) -> Iterator[Transaction]:
-    """INSERT's rows, one by one in Python."""
+    """INSERT's rows made in Python, for other databases (SQLite)."""
     for i in range(options["count"]):
         age = 86400 * (options["min_age_days"] + options["days"] * rng.random() ** 2)
         roll, created = rng.random(), now - timedelta(seconds=age)
-        stuck, failed = age < 60 or roll < 0.002, roll < 0.012
+        stuck, failed = age < 60 or roll < 0.002, roll < 0.012  # as in INSERT: stuck first
         attempts = 1 if age < 60 or roll >= 0.012 else rng.randint(1, 4) if roll < 0.002 else 5
         deliveries = 1 if rng.random() < 0.9 else rng.randint(2, 6)
         fields = {
@@ -100,7 +100,7 @@ def _rows(options: dict[str, Any], run: str, now: datetime, rng: random.Random) 
             lease_token=uuid.uuid4() if stuck else None,
             leased_until=now + timedelta(seconds=rng.randint(1, 60)) if stuck else None,
             created_at=created,
-            processed_at=None if stuck or failed else created + timedelta(seconds=30 + 2 * rng.random()),
+            processed_at=None if failed or stuck else created + timedelta(seconds=30 + 2 * rng.random()),
         )
 
 
@@ -121,8 +121,7 @@ class Command(BaseCommand):
             return
         rng, run = random.Random(options["seed"]), uuid.uuid4().hex[:6]
         if connection.vendor == "postgresql":
-            params = {"run": run, "prefix": f"{PREFIX}{run}_", "currencies": CURRENCIES}
-            params |= {"countries": COUNTRIES, "errors": ERRORS}
+            params = dict(run=run, prefix=f"{PREFIX}{run}_", cur=CURRENCIES, cty=COUNTRIES, err=ERRORS)
             params |= {key: options[key] for key in ("count", "days", "min_age_days")}
             with connection.cursor() as cursor:
                 cursor.execute("SELECT setseed(%s)", [rng.random()])
