@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
 from django.utils import timezone
+from tqdm import tqdm
 
 from transactions.models import Status, Transaction
 
@@ -130,6 +131,7 @@ class Command(BaseCommand):
                 cursor.execute(f"ANALYZE {Transaction._meta.db_table}")
         else:
             rows = _rows(options, run, timezone.now(), rng)
+            rows = iter(tqdm(rows, total=options["count"], unit="row", disable=None))  # a bar in a terminal
             while batch := list(itertools.islice(rows, 1000)):
                 Transaction.objects.bulk_create(batch)
         self.stdout.write(f"Inserted {options['count']} transactions.")
