@@ -22,8 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from http.client import HTTPConnection
 from pathlib import Path
-from subprocess import DEVNULL, PIPE, STDOUT, Popen
+from subprocess import PIPE, STDOUT, Popen
 from typing import Any
+from urllib.request import urlopen
 
 import psycopg
 
@@ -43,20 +44,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 # The rows of a phase: each transaction_id starts with the phase's tag and "_".
 TAGGED = "FROM transactions_transaction WHERE split_part(transaction_id, '_', 1) = ANY(%s)"
 PENDING = f"SELECT count(*) {TAGGED} AND status <> 'PROCESSED'"
+# What `purge_transactions --older-than 30d` deletes (not the few stuck seeded rows that the
+# qcluster may retry and process meanwhile).
+PURGEABLE = f"SELECT count(*) {TAGGED} AND status = 'PROCESSED' AND processed_at < now() - interval '30 days'"
 LAG = "EXTRACT(EPOCH FROM processed_at - created_at)"
-# For --purge-rows: old PROCESSED rows, 60 days old and older, one a second, inserted by
-# PostgreSQL itself (a minute or two for a million), as a long-running service has them.
-SEED_OLD_PROCESSED = """
-    INSERT INTO transactions_transaction
-        (id, transaction_id, source_account, destination_account, amount, currency, status,
-         payload, attempts, created_at, next_attempt_at, processed_at)
-    SELECT gen_random_uuid(), 'old_' || g, 'acc_user_' || g %% 50000, 'acc_merchant_' || g %% 2000,
-        1 + g %% 5000, 'INR', 'PROCESSED',
-        jsonb_build_object('transaction_id', 'old_' || g, 'source_account', 'acc_user_' || g %% 50000,
-            'destination_account', 'acc_merchant_' || g %% 2000, 'amount', 1 + g %% 5000, 'currency', 'INR'),
-        1, at, at, at + interval '30 seconds'
-    FROM generate_series(1, %s) g, LATERAL (SELECT now() - interval '60 days' - g * interval '1 second') t(at)
-"""
 # The longest a statement of this database has waited for a lock so far, and the table
 # locks held on the transactions table (not 'extend' locks, held for microseconds to grow the file).
 LOCKS = """
@@ -200,6 +191,12 @@ class Service:
         return path
 
     def start(self, qclusters: int) -> None:
+        """On a freshly recreated database."""
+        info = psycopg.conninfo.conninfo_to_dict(self.env["DATABASE_URL"])
+        name, server = info.pop("dbname"), psycopg.conninfo.make_conninfo(**info, dbname="postgres")
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
         self.manage("migrate", "--noinput", "--verbosity", "0")
         self.manage("collectstatic", "--noinput", "--verbosity", "0")
         # The command line wins over the config file: loopback only.
@@ -214,14 +211,11 @@ class Service:
             wait_for(lambda path=path: b"running" in path.read_bytes(), 60, "qcluster to start")
 
     def healthy(self) -> bool:
-        connection = HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
-            connection.request("GET", "/")
-            return connection.getresponse().status == 200
+            with urlopen(f"http://127.0.0.1:{self.port}/", timeout=2) as response:
+                return response.status == 200
         except OSError:
             return False
-        finally:
-            connection.close()
 
     def web_pids(self) -> list[int]:
         return session(self.procs[0].pid)
@@ -244,23 +238,6 @@ class Service:
                 os.kill(pid, signal.SIGKILL)
         for proc in self.procs:
             proc.wait()
-
-
-@contextmanager
-def running(args: argparse.Namespace, log_dir: Path) -> Iterator[Service]:
-    """The service on a freshly recreated database; stopped, all of it, at the end."""
-    info = psycopg.conninfo.conninfo_to_dict(args.database_url)
-    name = info.pop("dbname")
-    with psycopg.connect(psycopg.conninfo.make_conninfo(**info, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    service = Service(args.database_url, log_dir, dict(item.split("=", 1) for item in args.env))
-    try:
-        service.start(args.qclusters)
-        yield service
-    finally:
-        log("stopping the service")
-        service.stop()
 
 
 class Monitor:
@@ -393,8 +370,8 @@ class Bench:
         log(f"ingestion: wrk -c{CONNECTIONS} -t{THREADS} for {duration}s")
         # CPU per webhook does not depend on what else the machine is doing; throughput does.
         monitor, machine = Monitor(self.service, self.db), machine_ticks()
-        wrk_before = children_cpu()  # the children that end meanwhile: wrk (and py-spy, --profile)
-        with every(0.5, monitor.sample), self.py_spy(max(5, duration - 5)):
+        wrk_before = children_cpu()  # the children that end meanwhile: wrk
+        with every(0.5, monitor.sample):
             run = self.wrk_result(self.wrk("run", duration), duration + 60)
         busy_percent, busy_seconds = busy_since(machine)
         busy_seconds = max(busy_seconds, 1e-9)
@@ -420,30 +397,6 @@ class Bench:
             f"{busy_percent:.1f}% of all cores, of which wrk {busy_percent * wrk:.1f}% "
             f"and other work on the machine (noise) {other:.1f}%",
         ]
-
-    @contextmanager
-    def py_spy(self, seconds: int) -> Iterator[None]:
-        """With --profile: py-spy samples one gunicorn worker while the body runs, then this
-        prints each function's inclusive share of the samples."""
-        if not self.args.profile:
-            yield
-            return
-        raw, pid = self.out / "gunicorn-worker.pyspy.txt", str(self.service.web_workers()[0])
-        options = ["--duration", str(seconds), "--rate", "250", "--format", "raw", "--nonblocking"]
-        proc = Popen(
-            [str(BIN / "py-spy"), "record", "--pid", pid, *options, "--output", str(raw)], stdout=DEVNULL
-        )
-        try:
-            yield
-        finally:
-            proc.wait(timeout=seconds + 30)
-        shares, total = Counter(), 0
-        for stack, _, count in (line.rpartition(" ") for line in raw.read_text().splitlines()):
-            shares.update(dict.fromkeys(set(stack.split(";")), int(count)))
-            total += int(count)
-        print(f"\npy-spy: one gunicorn worker, {total} samples, inclusive share (raw stacks in {raw})")
-        for frame, samples in shares.most_common(30):
-            print(f"  {100 * samples / total:5.1f}%  {frame}")
 
     def sustained(self) -> list[str]:
         """A steady offered rate for a while, then until every acknowledged webhook is PROCESSED."""
@@ -499,11 +452,12 @@ class Bench:
         ]
 
     def purge(self) -> list[str]:
-        """Retention under load: `purge_transactions` deletes --purge-rows old PROCESSED rows
-        while webhooks arrive at --purge-rate a second."""
-        rows, rate = self.args.purge_rows, self.args.purge_rate
-        log(f"purge: seeding {rows} PROCESSED rows 60+ days old")
-        self.db.conn.execute(SEED_OLD_PROCESSED, (rows,))
+        """Retention under load: `purge_transactions` deletes the PROCESSED ones of --purge-rows
+        seeded rows 60+ days old while webhooks arrive at --purge-rate a second."""
+        count, rate = str(self.args.purge_rows), self.args.purge_rate
+        log(f"purge: seeding {count} rows 60+ days old (seed_transactions: ~99% PROCESSED)")
+        self.service.manage("seed_transactions", "--count", count, "--min-age-days", "60")
+        rows = self.db.value(PURGEABLE, ["seed"])
         # As on a table that has lived for 60 days: vacuumed, with fresh statistics.
         self.db.conn.execute("VACUUM ANALYZE transactions_transaction")
         self.wait_for_quiet()
@@ -519,7 +473,7 @@ class Bench:
             during = self.wrk_result(load, 60)
         # Timed by the command itself: Django's start-up is not the purge.
         seconds = float(re.search(r"in ([0-9.]+) s\.", output)[1])
-        deleted = rows - self.db.value(f"SELECT count(*) {TAGGED}", ["old"])
+        deleted = rows - self.db.value(PURGEABLE, ["seed"])
         self.failed |= deleted < rows
         acked, lost, _, _ = self.durability("base", "purge")
         waits = [float(wait) for wait, _ in locks]
@@ -550,7 +504,6 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=30, help="seconds of measured ingestion")
     parser.add_argument("--burst", type=int, default=1000, help="webhooks in the burst (0: none)")
     parser.add_argument("--skip-single", action="store_true", help="no single-webhook phase")
-    parser.add_argument("--profile", action="store_true", help="py-spy one gunicorn worker during ingestion")
     parser.add_argument("--sustained", type=int, default=0, metavar="RATE", help="instead: RATE webhooks/s")
     parser.add_argument("--sustained-duration", type=int, default=180, help="seconds of sustained load")
     parser.add_argument("--qclusters", type=int, default=1, help="qcluster processes (scale-out)")
@@ -558,9 +511,6 @@ def main() -> int:
     parser.add_argument("--purge-rate", type=int, default=500, help="webhooks/s offered around the purge")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a service setting")
     args = parser.parse_args()
-    if args.profile and not (BIN / "py-spy").exists():
-        # Only for --profile, so not in requirements.txt (CI never needs it).
-        subprocess.run([str(BIN / "pip"), "install", "--quiet", "py-spy==0.4.3"], check=True)
     out_dir, start = Path(tempfile.mkdtemp(prefix="webhooks-bench-")), machine_ticks()
     time.sleep(2)
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -572,10 +522,13 @@ def main() -> int:
         f"logs: {out_dir}",
     ]
     log(f"fresh database {args.database_url}; logs in {out_dir}")
-    with running(args, out_dir) as service:
+    service = Service(args.database_url, out_dir, dict(item.split("=", 1) for item in args.env))
+    try:
+        service.start(args.qclusters)
         bench = Bench(args, service, out_dir)
-        report += [f"gunicorn workers: {len(service.web_workers())}", f"qcluster processes: {args.qclusters}"]
-        log(f"service up on 127.0.0.1:{service.port}: {report[-2]}, {report[-1]}")
+        workers = service.web_workers()  # their pids logged for py-spy (docs/benchmarks.md)
+        report += [f"gunicorn workers: {len(workers)}", f"qcluster processes: {args.qclusters}"]
+        log(f"service up on 127.0.0.1:{service.port}: {report[-2]} (pids {workers}), {report[-1]}")
         if args.sustained:
             report += bench.sustained()
         if args.purge_rows:
@@ -587,6 +540,9 @@ def main() -> int:
                 seconds = bench.deliver("single", 1)[2]
                 report.append(f"single webhook: PROCESSING -> PROCESSED in {seconds:.2f}s")
             report += bench.ingestion()
+    finally:
+        log("stopping the service")
+        service.stop()
     print("\n================ benchmark results ================", *report, "=" * 51, sep="\n")
     return 1 if bench.failed else 0
 

@@ -1,9 +1,11 @@
 """`manage.py seed_transactions`: a large realistic data set for checking the admin at scale."""
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from tests.factories import stored_transaction
 from transactions.models import Status, Transaction
@@ -29,3 +31,12 @@ def test_seed_inserts_realistic_transactions_and_delete_removes_only_them():
     call_command("seed_transactions", delete=True, stdout=io.StringIO())
 
     assert list(Transaction.objects.all()) == [real]
+
+
+def test_seed_min_age_days_makes_only_old_rows():
+    call_command("seed_transactions", count=200, days=5, min_age_days=60, seed=3, stdout=io.StringIO())
+
+    seeded = Transaction.objects.filter(transaction_id__startswith="seed_")
+    assert seeded.count() == 200
+    assert not seeded.filter(created_at__gt=timezone.now() - timedelta(days=60)).exists()
+    assert seeded.filter(created_at__lt=timezone.now() - timedelta(days=61)).exists()

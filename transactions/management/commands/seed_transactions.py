@@ -24,11 +24,13 @@ ERRORS = [
 ]
 
 
-def _transactions(count: int, days: float, now: datetime, rng: random.Random) -> Iterator[Transaction]:
+def _transactions(
+    count: int, days: float, min_age_days: float, now: datetime, rng: random.Random
+) -> Iterator[Transaction]:
     run = uuid.uuid4().hex[:6]
     for i in range(count):
         # Newer rows are likelier: traffic grows, and the admin opens on the newest.
-        age = days * 86400 * rng.random() ** 2
+        age = 86400 * (min_age_days + days * rng.random() ** 2)
         created = now - timedelta(seconds=age)
         deliveries = 1 if rng.random() < 0.9 else rng.randint(2, 6)
         txn = Transaction(
@@ -74,6 +76,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--count", type=int, default=100_000)
         parser.add_argument("--days", type=float, default=90.0, help="spread rows over this many past days")
+        parser.add_argument("--min-age-days", type=float, default=0.0, help="the newest rows this old")
         parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable data")
         parser.add_argument("--delete", action="store_true", help="delete all seeded rows instead")
 
@@ -83,7 +86,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Deleted {deleted} seeded transactions.")
             return
         rng = random.Random(options["seed"])
-        rows = _transactions(options["count"], options["days"], timezone.now(), rng)
+        rows = _transactions(options["count"], options["days"], options["min_age_days"], timezone.now(), rng)
         rows = iter(tqdm(rows, total=options["count"], unit="row", disable=None))  # a bar in a terminal
         if connection.vendor == "postgresql":  # COPY: a million rows in 1-2 minutes
             fields, table = Transaction._meta.concrete_fields, Transaction._meta.db_table
