@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
-from tests.processes import ServiceProcesses
+from tests.processes import ROOT, ServiceProcesses
 from transactions import worker
 
 # Fuzz tests are bounded for CI; FUZZ_PROFILE=long runs many more examples (docs/development.md: Fuzzing).
@@ -89,3 +91,18 @@ def unhashed_static_files(settings: Any) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(scope="session")
+def collected_static(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`collectstatic` once per run, for gunicorn's WhiteNoise to serve as in production
+    (give it to start_web as DJANGO_STATIC_ROOT); a fresh clone has no static files."""
+    root = tmp_path_factory.mktemp("static")
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_STATIC_ROOT": str(root), "DJANGO_SECRET_KEY": "collectstatic"},
+        check=True,
+        timeout=120,
+    )
+    return root

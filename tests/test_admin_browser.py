@@ -6,8 +6,6 @@ README shows in docs/screenshots/.
 """
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,18 +52,6 @@ def browser_page(monkeypatch):
         page.set_default_timeout(20_000)
         yield page
         browser.close()
-
-
-@pytest.fixture
-def collected_static(tmp_path: Path) -> Path:
-    static_root = tmp_path / "static"
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_STATIC_ROOT": str(static_root), "DJANGO_SECRET_KEY": "collectstatic"},
-        check=True,
-    )
-    return static_root
 
 
 def _shot(page, name: str, full_page: bool = False) -> None:

@@ -67,9 +67,9 @@ class _Forward(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def proxy(service) -> Iterator[ForwardingProxy]:
+def proxy(service, collected_static) -> Iterator[ForwardingProxy]:
     """gunicorn trusting 127.0.0.1, and the proxy in front of it."""
-    service.start_web(workers=1, TRUSTED_PROXIES="127.0.0.1")
+    service.start_web(workers=1, TRUSTED_PROXIES="127.0.0.1", DJANGO_STATIC_ROOT=collected_static)
     server = ForwardingProxy(service.port)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -123,8 +123,11 @@ def test_failed_logins_through_a_trusted_proxy_lock_out_their_own_address_only(p
     assert colleague == 302  # logged in
 
 
-def test_rotating_x_forwarded_for_without_a_trusted_proxy_does_not_escape_the_lockout(service, staff):
-    service.start_web(workers=1)  # TRUSTED_PROXIES empty: nothing in front is trusted
+def test_rotating_x_forwarded_for_without_a_trusted_proxy_does_not_escape_the_lockout(
+    service, staff, collected_static
+):
+    # TRUSTED_PROXIES empty: nothing in front is trusted.
+    service.start_web(workers=1, DJANGO_STATIC_ROOT=collected_static)
     login_url = service.url("/admin/login/")
 
     attempts = [

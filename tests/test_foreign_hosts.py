@@ -2,9 +2,6 @@
 webhook included, in the service's JSON error shape, and nothing is stored. Through real
 gunicorn, with static files collected as in production."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -34,21 +31,8 @@ REQUESTS = [
 ]
 
 
-@pytest.fixture
-def static_root(tmp_path: Path) -> Path:
-    root = tmp_path / "static"
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_STATIC_ROOT": str(root), "DJANGO_SECRET_KEY": "collectstatic"},
-        check=True,
-        timeout=120,
-    )
-    return root
-
-
-def test_every_path_answers_a_foreign_host_with_400_in_the_json_error_shape(service, static_root):
-    service.start_web(workers=1, DJANGO_STATIC_ROOT=static_root)
+def test_every_path_answers_a_foreign_host_with_400_in_the_json_error_shape(service, collected_static):
+    service.start_web(workers=1, DJANGO_STATIC_ROOT=collected_static)
     body = webhook_body()
 
     answers = {
