@@ -2,8 +2,6 @@
 webhook included, in the service's JSON error shape, and nothing is stored. Through real
 gunicorn, with static files collected as in production."""
 
-from pathlib import Path
-
 import httpx
 import pytest
 
@@ -12,7 +10,6 @@ from transactions.models import Transaction
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 FOREIGN = {"Host": "evil.example"}
 BAD_REQUEST = {"error": "bad_request", "message": "Bad request."}
 
